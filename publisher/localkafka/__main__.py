@@ -1,0 +1,3 @@
+from publisher.localkafka import main
+
+raise SystemExit(main())
