@@ -1,14 +1,145 @@
-"""The ``dataconnect-publisher`` command line."""
+"""The ``dataconnect-publisher`` command line.
+
+Exit codes: 0 clean stop, 1 fatal error, 2 bad configuration or usage, 3 fenced by another
+instance with the same transactional.id.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from publisher.config import Config, load_config
+from publisher.errors import ConfigError, FatalError, PublisherError
+from publisher.logs import configure_logging
+
+log = logging.getLogger("publisher")
+
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(Path(args.config))
+    configure_logging(
+        args.log_level or config.logging.level, args.log_format or config.logging.format
+    )
+    return config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from publisher.runner import Runner, Shard  # noqa: PLC0415 - keep `--help` fast
+
+    config = _load(args)
+    if args.shard:
+        index, _, count = args.shard.partition("/")
+        return Runner(config, shard=Shard(int(index), int(count))).run()
+    if config.publisher.shards > 1:
+        return _supervise(args, config.publisher.shards)
+    return Runner(config).run()
+
+
+def _supervise(args: argparse.Namespace, count: int) -> int:
+    """Run one child process per shard (each its own core and transactional.id); stop all
+    when one fails, forward SIGTERM/SIGINT, exit with the worst child's code."""
+    base = [sys.executable, "-m", "publisher", "run", "--config", args.config]
+    children = [
+        subprocess.Popen([*base, "--shard", f"{i}/{count}"])  # noqa: S603 - our own module
+        for i in range(count)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    while any(c.poll() is None for c in children):
+        for child in children:
+            code = child.poll()
+            if code not in (None, 0) and worst == 0:
+                worst = code
+                log.error("shard process %d exited with %d: stopping the others", child.pid, code)
+                forward(signal.SIGTERM, None)
+        time.sleep(0.2)
+    codes = [c.returncode for c in children]
+    return worst or max(codes, default=0)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from publisher.admin import format_status, status  # noqa: PLC0415
+
+    rows = status(_load(args))
+    if args.json:
+        sys.stdout.write(orjson.dumps([r.as_json() for r in rows]).decode() + "\n")
+    else:
+        sys.stdout.write(format_status(rows) + "\n")
+    return 0
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from publisher.admin import tail  # noqa: PLC0415
+
+    config = _load(args)
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    tail(
+        config,
+        args.entity,
+        source=args.source,
+        follow=not args.no_follow,
+        max_events=args.max,
+        out=sys.stdout,
+        should_stop=lambda: stopping,
+    )
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from publisher.admin import reset  # noqa: PLC0415
+
+    config = _load(args)
+    try:
+        to = datetime.fromisoformat(args.to)
+    except ValueError:
+        raise ConfigError([f"reset --to: not an ISO-8601 time: {args.to!r}"]) from None
+    done = reset(config, args.entity, to, source=args.source, force=args.force)
+    sys.stdout.write(f"reset {', '.join(done)} to {to.isoformat()}\n")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from publisher.simulator.server import main as simulator_main  # noqa: PLC0415
+
+    return simulator_main(args.simulator_args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from publisher.demo import run_demo  # noqa: PLC0415
+
+    configure_logging(args.log_level or "WARNING", args.log_format or "text")
+    return run_demo(duration=args.duration, rows=args.rows, out=sys.stdout)
 
 
 def _cmd_kafka(args: argparse.Namespace) -> int:
-    from publisher.localkafka import main as kafka_main  # noqa: PLC0415 - keep startup light
+    from publisher.localkafka import main as kafka_main  # noqa: PLC0415
 
     return kafka_main([args.action, "--port", str(args.port)])
 
@@ -19,7 +150,52 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish iQmetrix DataConnect deltas to Kafka as Avro change events, "
         "exactly once.",
     )
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", choices=["auto", "json", "text"])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", "-c", required=True, help="TOML configuration file")
+        return p
+
+    run = with_config(sub.add_parser("run", help="publish every configured entity"))
+    run.add_argument("--shard", help="run only shard I of N (I/N); set by the supervisor")
+    run.set_defaults(func=_cmd_run)
+
+    st = with_config(sub.add_parser("status", help="watermark, lag and last error per stream"))
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=_cmd_status)
+
+    tl = with_config(sub.add_parser("tail", help="print an entity's events as JSON lines"))
+    tl.add_argument("entity")
+    tl.add_argument("--source", help="only this source's topic")
+    tl.add_argument("--no-follow", action="store_true", help="stop at the end of the topic")
+    tl.add_argument("--max", type=int, help="stop after this many events")
+    tl.set_defaults(func=_cmd_tail)
+
+    rs = with_config(sub.add_parser("reset", help="move an entity's watermark"))
+    rs.add_argument("entity")
+    rs.add_argument("--to", required=True, help="ISO-8601 time with zone")
+    rs.add_argument("--source", help="only this source")
+    rs.add_argument("--force", action="store_true", help="fence a running publisher")
+    rs.set_defaults(func=_cmd_reset)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="run the DataConnect simulator",
+        add_help=False,
+        description="Options after 'simulate' go to the simulator; see 'simulate --help'.",
+    )
+    sim.add_argument("simulator_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=_cmd_simulate)
+
+    demo = sub.add_parser(
+        "demo", help="local Kafka + simulator + publisher, with events printed as they commit"
+    )
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--rows", type=int, default=2000, help="history rows per entity")
+    demo.set_defaults(func=_cmd_demo)
+
     kafka = sub.add_parser("kafka", help="fetch or run the local single-node Kafka broker")
     kafka.add_argument("action", nargs="?", default="run", choices=["run", "fetch"])
     kafka.add_argument("--port", type=int, default=9092)
@@ -30,5 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            sys.stderr.write(f"config error: {line}\n")
+        return EXIT_CONFIG
+    except FatalError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_FATAL
+    except PublisherError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        return 130
     return code
