@@ -60,17 +60,26 @@ class RowRejected(PublisherError):
 class EntityStopped(PublisherError):
     """This (source, entity) stream cannot go on until an operator acts."""
 
+    #: Stable reason code for metrics and alerts.
+    code = "stopped"
+
 
 class SourceRequestRejected(EntityStopped):
     """DataConnect answered 400: it did not understand the request."""
+
+    code = "request_rejected"
 
 
 class SourceAccessDenied(EntityStopped):
     """DataConnect answered 403 or 404 for this entity or location."""
 
+    code = "access_denied"
+
 
 class SourceAuthFailed(EntityStopped):
     """The token endpoint refused the configured credentials."""
+
+    code = "auth_failed"
 
 
 class FatalError(PublisherError):

@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
+class WindowStillTooLarge(EntityStopped):
+    """413 even for the smallest window allowed: an operator must lower min_window."""
+
+    code = "window_too_large"
+
+
 @dataclass(slots=True)
 class Fetched:
     """A window DataConnect answered, waiting to be published."""
@@ -224,7 +230,7 @@ class Publisher:
             except WindowTooLarge as exc:
                 smaller = split_window(window, self.min_window)
                 if smaller is None:
-                    error = EntityStopped(
+                    error = WindowStillTooLarge(
                         f"{s.id}: DataConnect refuses even a {self.min_window} window as too "
                         f"large (413): {exc}"
                     )
@@ -268,9 +274,7 @@ class Publisher:
         if isinstance(failed.error, EntityStopped):
             s.stopped = str(failed.error)
             s.committed.state = "stopped"
-            self.metrics.entity_state(
-                s.source.name, s.entity.name, "stopped", type(failed.error).__name__
-            )
+            self.metrics.entity_state(s.source.name, s.entity.name, "stopped", failed.error.code)
             log.error("stream %s stopped: %s", s.id, failed.error)
             return
         # Retries are exhausted for now: keep the watermark, try again after a pause. The lag

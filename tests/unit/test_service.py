@@ -1,0 +1,238 @@
+"""The service loop with injected fakes: what is committed, and what an abort replays."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from publisher.checkpoint import Checkpoint
+from publisher.config import parse_config
+from publisher.kafka import TransactionAborted
+from publisher.metrics import PublisherMetrics
+from publisher.runner import build_streams
+from publisher.service import Publisher
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+NOW = T0 + timedelta(hours=6)
+
+
+def customer(minute: float, key: str, event: str = "Added", **extra: Any) -> dict[str, Any]:
+    changed = (T0 + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    row: dict[str, Any] = {
+        "CustomerID": key,
+        "FirstName": "Ada",
+        "LastName": "Lovelace",
+        "RowThumbprint": str(uuid.uuid4()),
+        "RowInserted": changed,
+        "RowUpdated": "" if event == "Added" else changed,
+        "RowEvent": event,
+    }
+    row.update(extra)
+    return row
+
+
+def change_time(row: dict[str, Any]) -> datetime:
+    text = row["RowUpdated"] or row["RowInserted"]
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class FakeDataConnect:
+    """Plays DataConnect's token and Deltas endpoints over rows held in memory."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.requests: list[tuple[str, str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/oauth2/token":
+            return httpx.Response(
+                200, json={"access_token": "tok", "expires_in": 43199, "refresh_token": "r"}
+            )
+        assert request.headers["Authorization"] == "Bearer tok"
+        q = parse_qs(request.url.query.decode())
+        start = datetime.fromisoformat(q["StartDate"][0]).replace(tzinfo=UTC)
+        stop = datetime.fromisoformat(q["StopDate"][0]).replace(tzinfo=UTC)
+        self.requests.append((q["StartDate"][0], q["StopDate"][0]))
+        body = [r for r in self.rows if start <= change_time(r) < stop]
+        return httpx.Response(200, content=orjson.dumps(body))
+
+
+class FakeSink:
+    """Records transactions; ``fail_commits`` makes the next N commits abort."""
+
+    def __init__(self) -> None:
+        self.committed: list[list[tuple[str, bytes | None, bytes | None]]] = []
+        self.open: list[tuple[str, bytes | None, bytes | None]] | None = None
+        self.fail_commits = 0
+        self.aborts = 0
+        self.healthy = True
+        self.health_detail = "fake"
+
+    def begin(self) -> None:
+        assert self.open is None
+        self.open = []
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> None:
+        assert self.open is not None, "produce outside a transaction"
+        self.open.append((topic, key, value))
+
+    def commit(self) -> None:
+        assert self.open is not None
+        if self.fail_commits:
+            self.fail_commits -= 1
+            self.open = None
+            self.aborts += 1
+            raise TransactionAborted("injected")
+        self.committed.append(self.open)
+        self.open = None
+
+    def records(self, topic: str) -> list[tuple[str, bytes | None, bytes | None]]:
+        return [r for txn in self.committed for r in txn if r[0] == topic]
+
+
+def make_config(**windows: Any) -> Any:
+    return parse_config(
+        {
+            "publisher": {"transactional_id": "unit"},
+            "windows": {
+                "start_from": T0.isoformat(),
+                "overlap_seconds": 600,
+                "settle_delay_seconds": 0,
+                "initial_window_seconds": 3600,
+                "max_window_seconds": 3600,
+                "poll_interval_seconds": 0.01,
+                **windows,
+            },
+            "sources": [
+                {
+                    "name": "s1",
+                    "base_url": "http://127.0.0.1:1",
+                    "token_url": "http://127.0.0.1:1/v1/oauth2/token",
+                    "client_id": "c",
+                    "client_secret": "unit-secret",
+                    "username": "u",
+                    "password": "unit-password",
+                    "entities": ["Customers"],
+                }
+            ],
+        },
+        env={},
+    )
+
+
+def run_until_caught_up(config: Any, fake: FakeDataConnect, sink: FakeSink) -> Publisher:
+    metrics = PublisherMetrics(CollectorRegistry(), clock=lambda: NOW)
+    from publisher.runner import Shard
+
+    streams = build_streams(
+        config, config.entity_specs(), Shard(), metrics, transport=httpx.MockTransport(fake)
+    )
+    publisher = Publisher(config, streams, sink, metrics, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    def stop_when_caught_up(_streams: Any) -> None:
+        if all(s.committed.watermark >= NOW for s in publisher.streams):
+            publisher.stop()
+
+    publisher.on_commit = stop_when_caught_up
+    thread = threading.Thread(target=publisher.run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "publisher did not catch up"
+    return publisher
+
+
+def published_thumbprints(sink: FakeSink, config: Any) -> Counter[str]:
+    from publisher.codec import EntityCodec
+
+    codec = EntityCodec(config.entity_specs()["Customers"])
+    out: Counter[str] = Counter()
+    for _topic, _key, value in sink.records("dataconnect.s1.Customers"):
+        assert value is not None
+        out[codec.decode(value)["source"]["row_thumbprint"]] += 1
+    return out
+
+
+def test_every_row_once_despite_overlap_and_aborted_transactions() -> None:
+    rows = [customer(m * 7.5, f"00000000-0000-0000-0000-{m % 5:012d}") for m in range(40)]
+    rows += [
+        customer(61, "00000000-0000-0000-0000-000000000001", "Updated"),
+        customer(61, "00000000-0000-0000-0000-000000000001", "Deleted"),
+    ]  # a tie
+    fake = FakeDataConnect(rows)
+    sink = FakeSink()
+    sink.fail_commits = 2  # the first two transactions abort and must be replayed
+    config = make_config()
+    run_until_caught_up(config, fake, sink)
+    assert sink.aborts == 2
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
+    # The overlap re-read rows (requests start 10 minutes before the previous stop).
+    assert any(start.endswith("T00:50:00.000") for start, _ in fake.requests)
+    last = Checkpoint.decode(sink.records("dataconnect.checkpoints")[-1][2] or b"")
+    assert last.watermark == NOW
+
+
+def test_versions_of_a_key_follow_change_time_even_if_the_source_shuffles() -> None:
+    key = "11111111-1111-1111-1111-111111111111"
+    rows = [customer(30, key, "Updated"), customer(10, key, "Added"), customer(50, key, "Deleted")]
+    sink = FakeSink()
+    config = make_config()
+    run_until_caught_up(config, FakeDataConnect(rows), sink)
+    from publisher.codec import EntityCodec
+
+    codec = EntityCodec(config.entity_specs()["Customers"])
+    ops = [codec.decode(v or b"")["op"] for _t, _k, v in sink.records("dataconnect.s1.Customers")]
+    assert ops == ["c", "u", "d"]
+
+
+def test_bad_rows_are_dead_lettered_once_with_raw_json_and_never_stall() -> None:
+    good = customer(5, "22222222-2222-2222-2222-222222222222")
+    bad_event = customer(6, "33333333-3333-3333-3333-333333333333", "Merged")
+    no_key = customer(7, "")
+    bad_int = customer(8, "44444444-4444-4444-4444-444444444444", LegacyCustomerID="seven")
+    sink = FakeSink()
+    config = make_config()
+    run_until_caught_up(config, FakeDataConnect([good, bad_event, no_key, bad_int]), sink)
+    assert published_thumbprints(sink, config) == Counter([good["RowThumbprint"]])
+    dead = [orjson.loads(v or b"") for _t, _k, v in sink.records("dataconnect.deadletter")]
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == ["bad_value", "missing_key", "unknown_row_event"]
+    raw = {orjson.loads(d["row"])["RowThumbprint"] for d in dead}
+    assert raw == {bad_event["RowThumbprint"], no_key["RowThumbprint"], bad_int["RowThumbprint"]}
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_access_denied_stops_the_entity_and_records_why(status: int) -> None:
+    def deny(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(
+                200, json={"access_token": "eyJ-realistic-token", "expires_in": 99999}
+            )
+        return httpx.Response(status, json={"Error": True, "Message": "no access to Customers"})
+
+    config = make_config()
+    metrics = PublisherMetrics(CollectorRegistry(), clock=lambda: NOW)
+    from publisher.errors import FatalError
+    from publisher.runner import Shard
+
+    streams = build_streams(
+        config, config.entity_specs(), Shard(), metrics, transport=httpx.MockTransport(deny)
+    )
+    sink = FakeSink()
+    publisher = Publisher(config, streams, sink, metrics, clock=lambda: NOW)  # type: ignore[arg-type]
+    with pytest.raises(FatalError, match="every stream is stopped"):
+        publisher.run()
+    stopped = Checkpoint.decode(sink.records("dataconnect.checkpoints")[-1][2] or b"")
+    assert stopped.state == "stopped"
+    assert "no access to Customers" in (stopped.last_error or "")
+    assert stopped.watermark == T0  # the watermark never moved
