@@ -166,6 +166,7 @@ def http_settings(source: SourceConfig) -> SourceHTTPSettings:
         username=source.username,
         password=source.password,
         path_template=source.path_template,
+        paths=source.paths,
         date_format=source.date_format,
         source_timezone=source.zone,
         location_type=source.location_type,
