@@ -1,4 +1,4 @@
-"""dataconnect-publisher: iQmetrix DataConnect Deltas to exactly-once Avro change events on Kafka."""
+"""dataconnect-publisher: iQmetrix DataConnect Deltas to exactly-once Avro events on Kafka."""
 
 from importlib.metadata import PackageNotFoundError, version
 

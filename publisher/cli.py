@@ -126,7 +126,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from publisher.simulator.server import main as simulator_main  # noqa: PLC0415
+    from publisher.simulator.cli import main as simulator_main  # noqa: PLC0415
 
     return simulator_main(args.simulator_args)
 

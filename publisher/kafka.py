@@ -32,6 +32,8 @@ from confluent_kafka.cimpl import NewTopic
 from publisher.errors import KafkaFatal, ProducerFenced, PublisherError
 
 log = logging.getLogger(__name__)
+#: librdkafka's own log lines go through Python logging (scrubbed, JSON when configured).
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 _FENCED_CODES = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
@@ -113,7 +115,7 @@ class TransactionalSink:
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
     ) -> None:
         self.transactional_id = str(conf["transactional.id"])
-        self._producer = producer_factory(dict(conf))
+        self._producer = producer_factory({"logger": LIBRDKAFKA_LOG, **conf})
         self._deadline_s = unavailable_deadline
         self._monotonic = monotonic
         self._sleep = sleep
@@ -194,6 +196,7 @@ class TransactionalSink:
             except PublisherError as exc:
                 log.warning("could not abort the open transaction on close: %s", exc)
         self._producer.flush(5.0)
+        self._producer.close()
 
     # -- internals -----------------------------------------------------------------------
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
@@ -255,6 +258,7 @@ def read_to_end(
     nothing."""
     consumer = Consumer(
         {
+            "logger": LIBRDKAFKA_LOG,
             **conf,
             "group.id": conf.get("group.id", "dataconnect-publisher-reader"),
             "isolation.level": "read_committed",

@@ -39,7 +39,13 @@ from publisher.dataconnect.settings import RetrySettings, SourceHTTPSettings
 from publisher.entities import EntitySpec
 from publisher.errors import ConfigError, FatalError, ProducerFenced
 from publisher.health import HealthServer, entities_fresh
-from publisher.kafka import TopicSpec, TransactionalSink, ensure_topics, read_to_end
+from publisher.kafka import (
+    LIBRDKAFKA_LOG,
+    TopicSpec,
+    TransactionalSink,
+    ensure_topics,
+    read_to_end,
+)
 from publisher.logs import register_secret
 from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
@@ -130,6 +136,7 @@ def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
 def consumer_conf(config: Config) -> dict[str, Any]:
     return {
         "bootstrap.servers": config.kafka.bootstrap_servers,
+        "logger": LIBRDKAFKA_LOG,
         "group.id": f"{config.publisher.transactional_id}-checkpoint-reader",
         **config.kafka.consumer,
     }

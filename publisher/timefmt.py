@@ -1,4 +1,4 @@
-"""DataConnect's date spellings, in and out. Pure functions; every datetime is timezone-aware.
+"""DataConnect's date spellings, in and out. Pure functions; every datetime is time-zone aware.
 
 Requests send ``yyyy-MM-ddTHH:mm:ss.fff`` with no zone; the zone the server applies is a
 setting (``source_timezone``, default UTC). Responses spell timestamps in several ways: with or
@@ -9,7 +9,7 @@ a zone is read in the source's zone.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 _TS = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?"
@@ -19,12 +19,33 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime | None:
-    """Parse a DataConnect timestamp; ``""`` gives None; anything else unreadable raises ValueError.
+    """Parse a DataConnect timestamp; ``""`` gives None; anything unreadable raises ValueError.
 
     Fractions beyond microseconds (DataConnect sends up to 7 digits) are truncated.
     """
     if text == "":
         return None
+    # Fast path (it runs for every timestamp of every row): the C parser, but only for the
+    # extended layout DataConnect uses, so it accepts exactly what the pattern below accepts.
+    if (
+        len(text) >= 19
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[10] == "T"
+        and text[13] == ":"
+        and text[16] == ":"
+        and (len(text) == 19 or text[19] in ".Z+-")
+    ):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    return _parse_strict(text, zone)
+
+
+def _parse_strict(text: str, zone: tzinfo) -> datetime:
     m = _TS.match(text.strip())
     if m is None:
         raise ValueError(f"not a DataConnect timestamp: {text[:64]!r}")
@@ -37,8 +58,6 @@ def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime | None:
     else:
         sign = -1 if offset[0] == "-" else 1
         digits = offset[1:].replace(":", "")
-        from datetime import timezone
-
         tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     return datetime(
         int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micros, tz
@@ -56,7 +75,9 @@ def from_millis(millis: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=millis)
 
 
-def format_request_date(moment: datetime, zone: tzinfo = UTC, fmt: str = "%Y-%m-%dT%H:%M:%S.%f") -> str:
+def format_request_date(
+    moment: datetime, zone: tzinfo = UTC, fmt: str = "%Y-%m-%dT%H:%M:%S.%f"
+) -> str:
     """Spell ``moment`` for a StartDate/StopDate parameter in the source's zone.
 
     The default format is the vendor page's ``2019-10-01T18:00:00.000`` (``%f`` is cut to
