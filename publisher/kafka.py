@@ -35,6 +35,22 @@ log = logging.getLogger(__name__)
 #: librdkafka's own log lines go through Python logging (scrubbed, JSON when configured).
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
+#: Broker errors that pass by themselves (leader elections, coordinators loading, a topic
+#: just created) although librdkafka does not flag them retriable on every code path.
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
 _FENCED_CODES = frozenset(
     {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 )
@@ -55,7 +71,7 @@ def classify(err: KafkaError) -> Outcome:
         return Outcome.FENCED
     if err.txn_requires_abort():
         return Outcome.ABORT
-    if err.retriable() or err.code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT):
+    if err.retriable() or err.code() in _TRANSIENT_CODES:
         return Outcome.RETRY
     return Outcome.FATAL
 
@@ -275,16 +291,16 @@ def read_to_end(
             if t in meta.topics and meta.topics[t].error is None
             for p in meta.topics[t].partitions
         ]
+        deadline = time.monotonic() + timeout
         ends = {}
         for tp in parts:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+            high = _end_offset(consumer, tp, deadline)
             if high > 0:
                 ends[(tp.topic, tp.partition)] = high
         if not ends:
             return
         consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
         pending = set(ends)
-        deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
                 raise KafkaFatal(f"could not read {sorted(pending)} to the end in {timeout}s")
@@ -301,3 +317,17 @@ def read_to_end(
                     pending.discard((tp.topic, tp.partition))
     finally:
         consumer.close()
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
+    """The partition's end offset (the last stable offset for read_committed), retrying
+    retriable errors such as a leader not elected yet right after the topic was created."""
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            return int(high)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if classify(err) is not Outcome.RETRY or time.monotonic() > deadline:
+                raise KafkaFatal(f"end offset of {tp.topic}[{tp.partition}]: {err.str()}") from None
+            time.sleep(0.2)
