@@ -202,7 +202,7 @@ def test_round_trip_of_a_delete_and_money() -> None:
         ),
         (lambda r: r["after"].__setitem__("LegacyCustomerID", 2**64), "after.LegacyCustomerID"),
         (lambda r: r["after"].__setitem__("FirstName", 5), "after.FirstName"),
-        (lambda r: r["after"]["_extra"].__setitem__("k", 1), "after._extra"),
+        (lambda r: r["after"]["_extra"].__setitem__("k", 1), "after._extra['k']"),
         (lambda r: r.__setitem__("ts_ms", 2**70), "ts_ms"),
         (lambda r: r.__setitem__("op", None), "op"),
         (lambda r: r["source"].pop("connector"), "source.connector"),
