@@ -42,7 +42,7 @@ bench: setup
 
 ## soak: the long form of the fault suite (crashes, broker restarts, DataConnect faults)
 soak: setup
-	DCP_SOAK=1 $(BIN)/python -m pytest -m faults -p no:cacheprovider -o timeout=3600
+	SOAK=1 $(BIN)/python -m pytest -m faults -o timeout=3600
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
