@@ -18,7 +18,6 @@ record never hides behind a successful commit.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -97,10 +96,16 @@ class TopicSpec:
     config: Mapping[str, str]
 
 
-def ensure_topics(admin_conf: Mapping[str, Any], topics: Sequence[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
-    admin = AdminClient(dict(admin_conf))
-    existing = set(admin.list_topics(timeout=30).topics)
+def ensure_topics(
+    admin_conf: Mapping[str, Any],
+    topics: Sequence[TopicSpec],
+    *,
+    unavailable_deadline: float = 60.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. An unreachable
+    cluster is retried until ``unavailable_deadline`` seconds pass, then KafkaFatal."""
+    admin = AdminClient({"logger": LIBRDKAFKA_LOG, **admin_conf})
+    existing = set(_list_topics(admin, unavailable_deadline).topics)
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
@@ -118,6 +123,26 @@ def ensure_topics(admin_conf: Mapping[str, Any], topics: Sequence[TopicSpec]) ->
     return created
 
 
+def _list_topics(admin: AdminClient, deadline_s: float) -> Any:
+    # The first call of a process: a broker that is down (or a wrong bootstrap address) must
+    # give one clear line and exit 1 after the deadline, like every later Kafka call, not a
+    # traceback after librdkafka's own 30 s.
+    deadline = time.monotonic() + deadline_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(1.0, min(10.0, remaining)))
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if classify(err) is not Outcome.RETRY:
+                raise KafkaFatal(f"listing topics: {err.str()}") from None
+            if time.monotonic() >= deadline:
+                raise KafkaFatal(
+                    f"Kafka unreachable for {deadline_s:.0f}s: cannot list topics ({err.str()})"
+                ) from None
+            log.warning("Kafka not reachable yet, retrying: %s", err.str())
+
+
 class TransactionalSink:
     """One transactional producer: begin, produce, commit or abort, per librdkafka's rules."""
 
@@ -131,14 +156,17 @@ class TransactionalSink:
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
     ) -> None:
         self.transactional_id = str(conf["transactional.id"])
-        self._producer = producer_factory({"logger": LIBRDKAFKA_LOG, **conf})
+        # error_cb: fatal errors (fencing) are recorded here and raised from our own code at
+        # the next flush; transient ones only mark the sink unhealthy (librdkafka retries).
+        self._error_seen: KafkaError | None = None
+        self._producer = producer_factory(
+            {"logger": LIBRDKAFKA_LOG, **conf, "error_cb": self._on_error}
+        )
         self._deadline_s = unavailable_deadline
         self._monotonic = monotonic
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self._first_error: KafkaError | None = None
-        self._in_flight = 0
         self._open = False
+        self._dead: PublisherError | None = None
         #: False while Kafka calls are failing with retriable errors (for /readyz).
         self.healthy = True
         self.health_detail = "not used yet"
@@ -150,7 +178,6 @@ class TransactionalSink:
         self._call("init_transactions", self._producer.init_transactions)
 
     def begin(self) -> None:
-        self._first_error = None
         self._call("begin_transaction", self._producer.begin_transaction)
         self._open = True
 
@@ -165,10 +192,8 @@ class TransactionalSink:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                    topic, value=value, key=key, headers=headers
                 )
-                with self._lock:
-                    self._in_flight += 1
                 return
             except BufferError:
                 self._producer.poll(0.05)  # serve delivery reports to make room
@@ -176,54 +201,75 @@ class TransactionalSink:
                 self._raise_for(exc.args[0], "produce")
 
     def commit(self) -> None:
-        """Flush, surface the first delivery error, then commit. Raises TransactionAborted when
-        the transaction had to be aborted (the caller replays), ProducerFenced/KafkaFatal when
-        the process must stop."""
+        """Flush, then commit. Raises TransactionAborted when the transaction had to be aborted
+        (the caller replays), ProducerFenced/KafkaFatal when the process must stop.
+
+        There are no per-record delivery callbacks: librdkafka fails commit_transaction with an
+        abortable error carrying the first record that was not delivered, which is the check we
+        need, without a Python call per record. (confluent-kafka also calls Python delivery
+        callbacks with a fatal error still pending, which turns fencing into a SystemError.)
+        """
         self._flush_until_deadline()
-        if self._first_error is not None:
-            err = self._first_error
-            if err.fatal():
-                raise _fatal(err, self.transactional_id)
-            self.abort()
-            raise TransactionAborted(f"a record was not delivered: {err.str()}")
         # No timeout: librdkafka then uses the remaining transaction time, as it recommends.
         self._call("commit_transaction", self._producer.commit_transaction)
         self._open = False
 
     def abort(self) -> None:
         """Abort the open transaction (retrying while Kafka is unreachable)."""
-        if not self._open:
+        if not self._open or self._dead is not None:
             return
         # librdkafka#4849: an abort racing the first AddPartitionsToTxn can turn fatal, so give
         # in-flight deliveries a moment to be acknowledged first.
-        self._producer.flush(5.0)
+        self._flush(5.0)
         self._call("abort_transaction", self._producer.abort_transaction, abortable=False)
         self._open = False
-        self._first_error = None
 
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
 
     def close(self) -> None:
-        """Abort what is open (best effort) and release the producer."""
-        if self._open:
+        """Abort what is open (best effort) and release the producer. After a fatal error
+        (fencing included) the producer's transaction is not touched again."""
+        if self._dead is None:
             try:
                 self.abort()
+                self._flush(5.0)
             except PublisherError as exc:
                 log.warning("could not abort the open transaction on close: %s", exc)
-        self._producer.flush(5.0)
-        self._producer.close()
+        try:
+            self._producer.close()
+        except KafkaException as exc:  # a fatal producer may refuse; nothing is left to save
+            log.debug("closing the producer: %s", exc.args[0])
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._error_seen = err
+        else:  # transient (broker down, ...): librdkafka retries; readiness reflects it
+            self.healthy, self.health_detail = False, err.str()
+            log.warning("Kafka: %s", err.str())
+
+    def _flush(self, timeout: float) -> int:
+        try:
+            left = int(self._producer.flush(timeout))
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if classify(err) in (Outcome.FENCED, Outcome.FATAL):
+                raise self._die(err) from None
+            raise TransactionAborted(f"flush: {err.str()}") from None
+        if self._error_seen is not None:
+            raise self._die(self._error_seen)
+        return left
+
+    def _die(self, err: KafkaError) -> PublisherError:
+        """Remember a fatal error: the producer is unusable from here on."""
+        self._dead = _fatal(err, self.transactional_id)
+        self._open = False
+        return self._dead
 
     # -- internals -----------------------------------------------------------------------
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            if err is not None and self._first_error is None:
-                self._first_error = err
-
     def _flush_until_deadline(self) -> None:
         deadline = self._monotonic() + self._deadline_s
-        while self._producer.flush(1.0) > 0:
+        while self._flush(1.0) > 0:
             self.healthy, self.health_detail = False, "records waiting for Kafka"
             if self._monotonic() > deadline:
                 raise KafkaFatal(
@@ -233,7 +279,7 @@ class TransactionalSink:
     def _raise_for(self, err: KafkaError, op: str) -> None:
         outcome = classify(err)
         if outcome in (Outcome.FENCED, Outcome.FATAL):
-            raise _fatal(err, self.transactional_id)
+            raise self._die(err)
         if outcome is Outcome.ABORT:
             raise TransactionAborted(f"{op}: {err.str()}")
         raise KafkaFatal(f"{op}: unexpected retriable error outside a retry loop: {err.str()}")
@@ -260,7 +306,7 @@ class TransactionalSink:
                 if outcome is Outcome.ABORT and abortable:
                     self.abort()
                     raise TransactionAborted(f"{op}: {err.str()}") from None
-                raise _fatal(err, self.transactional_id) from None
+                raise self._die(err) from None
 
 
 def read_to_end(
