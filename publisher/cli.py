@@ -132,7 +132,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from publisher.simulator.cli import main as simulator_main  # noqa: PLC0415
+    from publisher.simulator import main as simulator_main  # noqa: PLC0415
 
     return simulator_main(args.simulator_args)
 
@@ -211,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["simulate"]:
+        # Everything after 'simulate' belongs to the simulator's own parser (--help included).
+        from publisher.simulator import main as simulator_main  # noqa: PLC0415
+
+        return simulator_main(arguments[1:])
+    args = build_parser().parse_args(arguments)
     try:
         code: int = args.func(args)
     except ConfigError as exc:
