@@ -14,10 +14,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from publisher.checkpoint import Checkpoint, SeenSet, latest, stream_id
-from publisher.codec import SchemaResolver, UndecodableMessage
+from publisher.codec import UndecodableMessage
 from publisher.config import Config, utc_now
 from publisher.errors import ConfigError, FatalError
 from publisher.kafka import TransactionalSink, read_to_end
+from publisher.registry import message_resolver
 from publisher.runner import (
     Shard,
     consumer_conf,
@@ -128,7 +129,8 @@ def tail(
 ) -> int:
     """Print the entity topic's committed events as JSON lines; returns how many."""
     topics = _entity_topics(config, entity, source)
-    resolver = SchemaResolver.for_entities(config.entity_specs().values())
+    # With a registry configured, Confluent-framed values are decoded by the ids it holds.
+    resolver = message_resolver(config)
     count = 0
     for msg in _consume(config, topics, follow=follow, should_stop=should_stop):
         line: dict[str, Any] = {

@@ -102,6 +102,31 @@ def _url_problem(url: str, allow_insecure: bool) -> str | None:
     return None
 
 
+def _registry_problems(p: PublisherConfig) -> list[str]:
+    problems = []
+    if (p.schema_registry_username is None) != (p.schema_registry_password is None):
+        problems.append("schema_registry_username/password: give both or neither")
+    url = p.schema_registry_url
+    if not url:
+        return problems
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append("schema_registry_url: not an http(s) URL")
+    elif parts.username is not None:
+        problems.append("schema_registry_url: put credentials in schema_registry_username/password")
+    # Only a password makes plain http dangerous: without one there is nothing to leak.
+    elif (
+        parts.scheme == "http"
+        and p.schema_registry_password is not None
+        and not _is_loopback(parts.hostname)
+    ):
+        problems.append(
+            "schema_registry_url: plain http to a non-loopback host sends the registry "
+            "password in clear; use https"
+        )
+    return problems
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -176,6 +201,10 @@ class PublisherConfig(_Model):
     dead_letter_topic: str = "dataconnect.deadletter"
     wire_format: Literal["single-object", "confluent"] = "single-object"
     schema_registry_url: str | None = None
+    #: HTTP basic auth for the registry (Confluent Cloud: the API key and its secret).
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    schema_registry_timeout_seconds: float = Field(default=10.0, gt=0)
     tombstones: bool = False
     deleted_rows_carry_data: bool = True
     schemas_dir: Path = DEFAULT_SCHEMAS_DIR
@@ -196,6 +225,7 @@ class PublisherConfig(_Model):
             problems.append("topic_template: must contain {entity}")
         if self.wire_format == "confluent" and not self.schema_registry_url:
             problems.append("schema_registry_url: required for wire_format confluent")
+        problems += _registry_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self

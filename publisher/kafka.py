@@ -104,7 +104,8 @@ def ensure_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. An unreachable
     cluster is retried until ``unavailable_deadline`` seconds pass, then KafkaFatal."""
-    admin = AdminClient({"logger": LIBRDKAFKA_LOG, **admin_conf})
+    conf: dict[str, Any] = {"logger": LIBRDKAFKA_LOG, **admin_conf}
+    admin = AdminClient(conf)
     existing = set(_list_topics(admin, unavailable_deadline).topics)
     missing = [t for t in topics if t.name not in existing]
     if not missing:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import platform
 import signal
+import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
@@ -38,7 +39,7 @@ from publisher.dataconnect.hooks import ClientHooks
 from publisher.dataconnect.settings import RetrySettings, SourceHTTPSettings
 from publisher.entities import EntitySpec
 from publisher.errors import ConfigError, FatalError, ProducerFenced
-from publisher.health import HealthServer, entities_fresh
+from publisher.health import Check, HealthServer, entities_fresh
 from publisher.kafka import (
     LIBRDKAFKA_LOG,
     TopicSpec,
@@ -49,6 +50,8 @@ from publisher.kafka import (
 from publisher.logs import register_secret
 from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
+from publisher.progress import DEFAULT_INTERVAL, ProgressReporter, ProgressTracker
+from publisher.registry import register_value_schemas
 from publisher.service import (
     Publisher,
     Stream,
@@ -192,11 +195,62 @@ def http_settings(source: SourceConfig) -> SourceHTTPSettings:
     )
 
 
-def client_hooks(metrics: PublisherMetrics, source: str) -> ClientHooks:
+class TokenOutcomes:
+    """The outcome of each source's last token request, for the ``token_valid`` readiness
+    check, which reads it and never dials the token endpoint itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[str, str]] = {}
+
+    def record(self, source: str, kind: str, outcome: str) -> None:
+        """Note a token request's grant kind and outcome (``ok``/``rejected``/``unavailable``)."""
+        with self._lock:
+            self._last[source] = (kind, outcome)
+
+    def check(self, states: Callable[[], Iterable[tuple[str, str, str, str]]]) -> Check:
+        """Not ready while credentials or tokens are refused: a source whose last token
+        request was rejected, or a stream stopped with ``auth_failed`` (DataConnect kept
+        answering 401 even to a fresh token). ``states`` yields (source, entity, state,
+        reason), as ``PublisherMetrics.states`` does."""
+
+        def token_valid() -> tuple[bool, str]:
+            with self._lock:
+                last = dict(self._last)
+            problems = [
+                f"{source}: the token endpoint refused the {kind} grant"
+                for source, (kind, outcome) in sorted(last.items())
+                if outcome == "rejected"
+            ]
+            problems += [
+                f"{source}/{entity}: stopped, credentials or token refused (auth_failed)"
+                for source, entity, state, reason in states()
+                if state == "stopped" and reason == "auth_failed"
+            ]
+            if problems:
+                return False, "; ".join(problems)
+            # "unavailable" is not a failure: the token in hand stays in use until it expires,
+            # and a stream that cannot fetch shows up in entities_fresh.
+            return True, "; ".join(
+                f"{source}: last token request {outcome} ({kind} grant)"
+                for source, (kind, outcome) in sorted(last.items())
+            ) or "no token requested yet"
+
+        return token_valid
+
+
+def client_hooks(
+    metrics: PublisherMetrics, source: str, tokens: TokenOutcomes | None = None
+) -> ClientHooks:
+    def on_token(kind: str, outcome: str) -> None:
+        metrics.token_refresh(source, kind, outcome)
+        if tokens is not None:
+            tokens.record(source, kind, outcome)
+
     return ClientHooks(
         on_request=lambda entity, status, secs: metrics.http_request(source, entity, status, secs),
         on_retry=lambda entity, reason, delay: metrics.retry(source, entity, reason, delay),
-        on_token_refresh=lambda kind, outcome: metrics.token_refresh(source, kind, outcome),
+        on_token_refresh=on_token,
         # 429s are counted by http_request (status label) already.
     )
 
@@ -208,9 +262,14 @@ def build_streams(
     metrics: PublisherMetrics,
     *,
     transport: httpx.BaseTransport | None = None,
+    tokens: TokenOutcomes | None = None,
+    registry_transport: httpx.BaseTransport | None = None,
 ) -> list[Stream]:
     """The streams this shard owns, each with its client, mapper, codec and checkpoint."""
     w = config.windows
+    # confluent wire format: the schema ids come first; a registry that refuses stops the
+    # process here, before any topic or transaction exists.
+    schema_ids = register_value_schemas(config, specs, transport=registry_transport)
     streams: list[Stream] = []
     position = 0
     for source in config.sources:
@@ -222,7 +281,9 @@ def build_streams(
         if not owned:
             continue
         client = DeltasClient(
-            http_settings(source), transport=transport, hooks=client_hooks(metrics, source.name)
+            http_settings(source),
+            transport=transport,
+            hooks=client_hooks(metrics, source.name, tokens),
         )
         for name in owned:
             spec = specs[name]
@@ -240,7 +301,11 @@ def build_streams(
                         zone=source.zone,
                         deleted_carries_row=config.publisher.deleted_rows_carry_data,
                     ),
-                    codec=EntityCodec(spec, wire_format="single-object"),
+                    codec=EntityCodec(
+                        spec,
+                        wire_format=config.publisher.wire_format,
+                        schema_id=schema_ids.get(config.topic_for(source.name, name)),
+                    ),
                     sizer=WindowSizer(
                         size=timedelta(seconds=w.initial_window_seconds),
                         min_size=timedelta(seconds=w.min_window_seconds),
@@ -287,6 +352,7 @@ class Runner:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], Any] = utc_now,
         install_signals: bool = True,
+        progress_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.config = config
         self.shard = shard
@@ -295,6 +361,8 @@ class Runner:
         self.clock = clock
         self.install_signals = install_signals
         self.metrics = PublisherMetrics(self.registry, clock=clock)
+        self.tokens = TokenOutcomes()
+        self.progress_interval = progress_interval
         self.publisher: Publisher | None = None
         self.health: HealthServer | None = None
         self._stop_requested = threading.Event()
@@ -312,6 +380,8 @@ class Runner:
         for source in self.config.sources:
             register_secret(source.client_secret)
             register_secret(source.password)
+        if self.config.publisher.schema_registry_password is not None:
+            register_secret(self.config.publisher.schema_registry_password)
         if self.install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -327,6 +397,11 @@ class Runner:
         except FatalError as exc:
             log.error("stopping: %s", exc)
             return EXIT_FATAL
+        except Exception:
+            # A bug. Logged rather than left to Python's default hook, so the traceback goes
+            # through the scrubbing log handler (and stays one JSON record), then exit 1.
+            log.critical("crashed on an unexpected error", exc_info=True)
+            return EXIT_FATAL
         finally:
             if self.health is not None:
                 self.health.stop()
@@ -338,7 +413,9 @@ class Runner:
             __version__, platform.python_version(), confluent_kafka.libversion()[0]
         )
         txn_id = transactional_id(config, self.shard)
-        streams = build_streams(config, specs, self.shard, self.metrics, transport=self.transport)
+        streams = build_streams(
+            config, specs, self.shard, self.metrics, transport=self.transport, tokens=self.tokens
+        )
         if not streams:
             log.warning("shard %d/%d owns no streams", self.shard.index, self.shard.count)
             return EXIT_OK
@@ -348,7 +425,9 @@ class Runner:
         )
         self._start_health(sink, streams)
         created = ensure_topics(
-            {"bootstrap.servers": config.kafka.bootstrap_servers}, topic_specs(config)
+            {"bootstrap.servers": config.kafka.bootstrap_servers},
+            topic_specs(config),
+            unavailable_deadline=config.kafka.unavailable_deadline_seconds,
         )
         if created:
             log.info("created topics: %s", ", ".join(created))
@@ -357,8 +436,17 @@ class Runner:
         presence = Presence(config, self.shard)
         for s in streams:
             self.metrics.add_entity(s.source.name, s.entity.name, s.committed.watermark)
+            # Nothing else marks a stream running: the service only reports "stopped".
+            self.metrics.entity_state(s.source.name, s.entity.name, "running")
         log.info("publishing as %s: %s", txn_id, describe(streams))
-        publisher = Publisher(config, streams, sink, self.metrics, clock=self.clock)
+        publisher = Publisher(
+            config,
+            streams,
+            sink,
+            self.metrics,
+            clock=self.clock,
+            on_commit=self._progress(streams).on_commit,
+        )
         self.publisher = publisher
         if self._stop_requested.is_set():
             publisher.stop()
@@ -371,6 +459,23 @@ class Runner:
                 client.close()
         log.info("stopped cleanly after %d transactions", publisher.transactions_committed)
         return EXIT_OK
+
+    def _progress(self, streams: list[Stream]) -> ProgressReporter:
+        """Catch-up progress: INFO lines, and a status line when stderr is a terminal."""
+        w = self.config.windows
+        # A stream that keeps up lags by about settle delay + poll interval; "catching up"
+        # is well beyond that, and at least 5 minutes so a slow answer is not a catch-up.
+        steady = w.settle_delay_seconds + w.poll_interval_seconds
+        threshold = timedelta(seconds=max(300.0, 3 * steady))
+        # The status line only beside INFO logs: a quieter level (the demo's) means quiet.
+        info = logging.getLogger("publisher.progress").isEnabledFor(logging.INFO)
+        reporter = ProgressReporter(
+            ProgressTracker(threshold=threshold, interval=self.progress_interval),
+            self.clock,
+            terminal=sys.stderr if info and sys.stderr.isatty() else None,
+        )
+        reporter.begin(streams)
+        return reporter
 
     def _start_health(self, sink: TransactionalSink, streams: list[Stream]) -> None:
         m = self.config.metrics
@@ -389,6 +494,7 @@ class Runner:
             {
                 "kafka": kafka_ok,
                 "streams_running": sources_ok,
+                "token_valid": self.tokens.check(self.metrics.states),
                 "entities_fresh": entities_fresh(
                     self.metrics.last_commit_times,
                     timedelta(seconds=m.staleness_seconds),

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from publisher.admin import read_checkpoints
@@ -30,6 +32,13 @@ from publisher.timefmt import parse_timestamp, to_millis
 
 ALL_ENTITIES = ["Customers", "AccountsReceivable", "Activities", "Discussions", "FollowUps"]
 SECRET_ENV = {"DC_CLIENT_SECRET": "simulator-secret", "DC_PASSWORD": "simulator-password"}
+#: ``SOAK=1`` (``make soak``) selects the long form of the fault suite.
+SOAK = os.environ.get("SOAK") == "1"
+
+
+def soak(ci: int, long: int) -> int:
+    """``ci`` in a normal run, ``long`` under ``SOAK=1`` (cycles, seconds of outage...)."""
+    return long if SOAK else ci
 
 
 class FreezableClock:
@@ -65,6 +74,27 @@ class RunningSimulator:
         """Every visible row version with change time in [start, stop), parsed."""
         return [orjson.loads(r) for r in self.simulator.changes(entity, start, stop)]
 
+    def set_faults(self, rules: list[dict[str, Any]], seed: int = 0) -> None:
+        """Replace the fault rules through the admin API (``POST /_simulator/faults``)."""
+        r = httpx.post(f"{self.url}/_simulator/faults", json={"seed": seed, "rules": rules})
+        r.raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /_simulator/stats``: requests by status, faults injected, requests in flight."""
+        r = httpx.get(f"{self.url}/_simulator/stats")
+        r.raise_for_status()
+        stats: dict[str, Any] = r.json()
+        return stats
+
+    def status_count(self, status: int) -> int:
+        """Requests the simulator answered with ``status`` so far."""
+        return int(self.stats()["requests_by_status"].get(str(status), 0))
+
+    def expire_tokens(self, mode: str) -> None:
+        """``expire`` every access token (refresh still works) or ``revoke`` every token."""
+        r = httpx.post(f"{self.url}/_simulator/tokens/expire", params={"mode": mode})
+        r.raise_for_status()
+
 
 def start_simulator(settings: SimulatorSettings) -> RunningSimulator:
     clock = FreezableClock()
@@ -85,6 +115,7 @@ def write_config(
     kafka: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     publisher: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> Path:
     """A publisher TOML config with per-test topic names and identity."""
     w = {
@@ -120,7 +151,8 @@ def write_config(
         **(source or {}),
     }
     lines = ["[publisher]", *_toml(p), "[kafka]", *_toml(k), "[windows]", *_toml(w)]
-    lines += ["[metrics]", "port = 0", "[logging]", 'format = "json"', "[[sources]]", *_toml(s)]
+    m = {"port": 0, **(metrics or {})}
+    lines += ["[metrics]", *_toml(m), "[logging]", 'format = "json"', "[[sources]]", *_toml(s)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -151,14 +183,21 @@ def load(path: Path) -> Config:
 class PublisherProcess:
     """``python -m publisher run`` as a child process, its output in a log file."""
 
-    def __init__(self, config_path: Path, log_path: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        log_path: Path,
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.log_path = log_path
         self.extra = extra
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PublisherProcess:
-        env = {**os.environ, **SECRET_ENV}
+        env = {**os.environ, **SECRET_ENV, **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -196,15 +235,39 @@ class PublisherProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, pattern: str, timeout: float, *, after: int = 0) -> re.Match[str]:
+        """The first match of ``pattern`` in the log after character ``after``; fails if the
+        process exits or ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            found = regex.search(self.log(), after)
+            if found:
+                return found
+            if not self.alive():
+                raise AssertionError(f"publisher exited before {pattern!r}:\n{self.log()[-3000:]}")
+            time.sleep(0.02)
+        raise TimeoutError(f"no {pattern!r} in the log within {timeout}s:\n{self.log()[-3000:]}")
 
-def wait_for_watermarks(config: Config, target: datetime, timeout: float) -> dict[str, datetime]:
-    """Wait until every configured stream's committed watermark reaches ``target``."""
+    def health_url(self, timeout: float = 30) -> str:
+        """Base URL of the process's /metrics, /healthz and /readyz (from its start-up log)."""
+        return self.wait_for_log(r"health endpoint listening on (http://[0-9.:]+)", timeout)[1]
+
+
+def wait_for_watermarks(
+    config: Config,
+    target: datetime,
+    timeout: float,
+    streams: Iterable[str] | None = None,
+) -> dict[str, datetime]:
+    """Wait until every configured stream's (or only ``streams``') committed watermark
+    reaches ``target``."""
     deadline = time.monotonic() + timeout
     marks: dict[str, datetime] = {}
+    wanted = list(streams or (f"{s.name}/{e}" for s in config.sources for e in s.entities))
     while time.monotonic() < deadline:
         checkpoints = read_checkpoints(config)
         marks = {sid: cp.watermark for sid, cp in checkpoints.items()}
-        wanted = [f"{s.name}/{e}" for s in config.sources for e in s.entities]
         if all(sid in marks and marks[sid] >= target for sid in wanted):
             return marks
         time.sleep(0.5)
@@ -275,6 +338,33 @@ def truth_multiset(
 
 def event_multiset(events: Iterable[Published]) -> Counter[tuple[str, str, str]]:
     return Counter((e.entity, e.key.lower(), e.thumbprint) for e in events)
+
+
+def assert_matches_truth(
+    sim: RunningSimulator, config: Config, start: datetime, stops: dict[str, datetime]
+) -> list[Published]:
+    """The read_committed view equals the ground truth up to each stream's committed watermark
+    (nothing lost, nothing twice) with per-key order intact; returns the events."""
+    events = published(config)
+    truth = truth_multiset(sim, config, start, stops)
+    got = event_multiset(events)
+    missing, extra = truth - got, got - truth
+    assert not missing, f"{sum(missing.values())} row versions lost, e.g. {list(missing)[:3]}"
+    assert not extra, f"{sum(extra.values())} duplicated/unknown, e.g. {list(extra)[:3]}"
+    assert_per_key_order(events)
+    return events
+
+
+def decoded_events(config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """(entity, decoded change event) of every record a read_committed consumer sees."""
+    topics = sorted({config.topic_for(s.name, e) for s in config.sources for e in s.entities})
+    resolver = SchemaResolver.for_entities(config.entity_specs().values())
+    conf = {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "harness"}
+    return [
+        resolver.decode(m.value() or b"")
+        for m in read_to_end(conf, topics, timeout=120)
+        if m.value() is not None
+    ]
 
 
 def assert_per_key_order(events: list[Published]) -> None:
