@@ -192,12 +192,10 @@ class TransactionalSink:
         """Queue one record in the open transaction; waits while librdkafka's queue is full."""
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=headers
-                )
+                self._producer.produce(topic, value=value, key=key, headers=headers)
                 return
             except BufferError:
-                self._producer.poll(0.05)  # serve delivery reports to make room
+                self._producer.poll(0.05)  # let librdkafka drain its queue to make room
             except KafkaException as exc:
                 self._raise_for(exc.args[0], "produce")
 

@@ -27,6 +27,7 @@ AVRO: dict[str, object] = {
 }
 
 S = "string"
+# fmt: off  (field tables read best as compact rows)
 ENTITIES: dict[str, dict[str, object]] = {
     "Customers": {
         "key": "CustomerID",
@@ -96,6 +97,7 @@ ENTITIES: dict[str, dict[str, object]] = {
         ],
     },
 }
+# fmt: on
 
 
 def source_record() -> dict[str, object]:
