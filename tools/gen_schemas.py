@@ -27,7 +27,8 @@ AVRO: dict[str, object] = {
 }
 
 S = "string"
-# fmt: off  (field tables read best as compact rows)
+# Field tables read best as compact rows.
+# fmt: off
 ENTITIES: dict[str, dict[str, object]] = {
     "Customers": {
         "key": "CustomerID",
