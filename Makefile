@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-## setup: virtualenv with the package and test tools, plus the Kafka broker jars (via Maven)
+## setup: virtualenv with the package and test tools, plus the Kafka broker and Schema Registry
+## (Apicurio, for the Confluent wire-format tests) via Maven
 setup: $(STAMP)
 	$(BIN)/python -m publisher.localkafka fetch
+	$(BIN)/python -m publisher.localregistry fetch
 
 ## demo: the main job on the embedded default: local Kafka + simulator + publisher
 demo: setup

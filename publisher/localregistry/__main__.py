@@ -1,0 +1,3 @@
+from publisher.localregistry import main
+
+raise SystemExit(main())
