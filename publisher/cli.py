@@ -28,17 +28,10 @@ EXIT_FATAL = 1
 EXIT_CONFIG = 2
 
 
-def _quiet_http_logs(level: str) -> None:
-    # httpx logs every request at INFO; the publisher logs what matters (retries, failures).
-    if level != "DEBUG":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(Path(args.config))
     level = args.log_level or config.logging.level
     configure_logging(level, args.log_format or config.logging.format)
-    _quiet_http_logs(level)
     return config
 
 

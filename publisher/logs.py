@@ -67,6 +67,12 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict
 }
 
 
+def secret_spellings(raw: str) -> set[str]:
+    """Every way ``raw`` may show up in text we quote: as is, URL-encoded (form bodies,
+    query strings), JSON-escaped and as a Python repr (echoed bodies, dict reprs)."""
+    return {raw, quote(raw, safe=""), quote_plus(raw), json.dumps(raw)[1:-1], repr(raw)[1:-1]}
+
+
 class Redactor:
     """Scrubs registered secret values and secret-looking patterns from text."""
 
@@ -80,7 +86,7 @@ class Redactor:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if len(raw.strip()) < MIN_SECRET_LENGTH:
             return
-        spellings = {raw, quote(raw, safe=""), quote_plus(raw), json.dumps(raw)[1:-1]}
+        spellings = secret_spellings(raw)
         with self._lock:
             self._secrets |= spellings
             # Longest first, so a secret that contains another is scrubbed whole.
@@ -252,4 +258,22 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     _installed = handler
+    # httpx logs every request at INFO and httpcore every socket event at DEBUG; the publisher
+    # logs what matters (retries, failures). Asking for DEBUG shows them again.
+    quiet = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
+    # An uncaught error in a thread goes through the scrubbing handler, not raw to stderr.
+    threading.excepthook = _log_thread_exception
     return handler
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("publisher").critical(
+        "uncaught error in thread %s",
+        name,
+        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+    )

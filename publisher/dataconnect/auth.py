@@ -171,6 +171,9 @@ class TokenManager:
         access = data.get("access_token")
         if not isinstance(access, str) or not access:
             return token_failure_for_body("no access_token", grant_type, name)
+        if not access.isascii() or not access.isprintable():
+            # It goes into an HTTP header: anything else would crash the request being built.
+            return token_failure_for_body("access_token is not header text", grant_type, name)
         refresh = data.get("refresh_token")
         # OAuth2 lets a refresh answer omit the refresh token: the old one stays valid then.
         refresh = refresh if isinstance(refresh, str) and refresh else previous_refresh

@@ -47,6 +47,7 @@ from publisher.errors import (
     SourceUnavailable,
     WindowTooLarge,
 )
+from publisher.logs import secret_spellings
 
 #: Longest server text quoted in a message.
 MESSAGE_LIMIT = 300
@@ -94,10 +95,12 @@ class RequestContext:
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """One line of at most MESSAGE_LIMIT characters, with every secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """One line of at most MESSAGE_LIMIT characters, with every secret replaced by ``***``
+    in every spelling a server may echo it in (URL-encoded, JSON-escaped, repr), longest
+    first so a secret containing another is replaced whole."""
+    spellings = {s for secret in secrets if secret for s in secret_spellings(secret)}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, "***")
     text = _WHITESPACE.sub(" ", text).strip()
     if len(text) > MESSAGE_LIMIT:
         text = text[: MESSAGE_LIMIT - 3] + "..."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -347,7 +347,8 @@ Pair = tuple[Any, Any]
 def _timestamp_pairs() -> st.SearchStrategy[Pair]:
     def spell(moment: datetime) -> Pair:
         floored = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-        millis = int((floored - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000)
+        # Integer arithmetic: float seconds lose a millisecond on far-future dates.
+        millis = (floored - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), millis
 
     return MOMENT.map(spell)

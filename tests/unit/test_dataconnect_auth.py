@@ -195,6 +195,7 @@ def test_401_status_from_token_endpoint_is_a_refusal(
         (httpx.Response(200, content=b"<html>maintenance</html>"), "not JSON"),
         (json_response(200, ["at-1"]), "not a JSON object"),
         (json_response(200, {"token_type": "bearer"}), "no access_token"),
+        (json_response(200, {"access_token": "tök\n"}), "access_token is not header text"),
         (json_response(503, {"error": "temporarily_unavailable"}), "HTTP 503"),
         (json_response(429, {}), "HTTP 429"),
     ],

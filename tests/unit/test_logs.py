@@ -227,3 +227,24 @@ def test_formatters_scrub_on_their_own_without_the_filter(formatter: type) -> No
     assert "rt-999" not in output
     assert "standalone-secret-value" not in output
     assert "refresh_token=[REDACTED]" in output
+
+
+def test_http_client_chatter_is_quiet_unless_debug_and_thread_errors_are_scrubbed() -> None:
+    import threading
+
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    register_secret("thread-secret-value")
+
+    def boom() -> None:
+        raise RuntimeError("failed with password=thread-secret-value")
+
+    t = threading.Thread(target=boom, name="worker-1")
+    t.start()
+    t.join()
+    out = stream.getvalue()
+    assert "uncaught error in thread worker-1" in out
+    assert "thread-secret-value" not in out
+    configure_logging("DEBUG", "json", io.StringIO())
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
