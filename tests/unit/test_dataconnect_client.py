@@ -530,6 +530,7 @@ def test_secrets_stay_out_of_errors_and_logs_when_the_token_endpoint_fails(
     client: DeltasClient, fake: FakeDataConnect, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # whatever configure_logging set before
     echo = f"bad client secret {CLIENT_SECRET} for password {PASSWORD}"
     fake.queue_token(json_response(503, {"error": "temporarily_unavailable",
                                          "error_description": echo}))  # fmt: skip

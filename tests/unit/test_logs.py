@@ -229,6 +229,19 @@ def test_formatters_scrub_on_their_own_without_the_filter(formatter: type) -> No
     assert "refresh_token=[REDACTED]" in output
 
 
+@pytest.fixture(autouse=True)
+def restore_global_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state: put it back for the tests after this."""
+    import threading
+
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    hook = threading.excepthook
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    threading.excepthook = hook
+
+
 def test_http_client_chatter_is_quiet_unless_debug_and_thread_errors_are_scrubbed() -> None:
     import threading
 
