@@ -72,6 +72,8 @@ class FakeSink:
     def __init__(self) -> None:
         self.committed: list[list[tuple[str, bytes | None, bytes | None]]] = []
         self.open: list[tuple[str, bytes | None, bytes | None]] | None = None
+        self.headers: list[dict[str, bytes]] = []
+        self._all: list[tuple[str, bytes | None, bytes | None]] = []
         self.fail_commits = 0
         self.aborts = 0
         self.healthy = True
@@ -86,6 +88,8 @@ class FakeSink:
     ) -> None:
         assert self.open is not None, "produce outside a transaction"
         self.open.append((topic, key, value))
+        self._all.append((topic, key, value))
+        self.headers.append({k: v for k, v in headers or ()})
 
     def commit(self) -> None:
         assert self.open is not None
@@ -97,14 +101,18 @@ class FakeSink:
         self.committed.append(self.open)
         self.open = None
 
+    def records_with_headers(self) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Every produced record in produce order, aborted ones included (like ``headers``)."""
+        return list(self._all)
+
     def records(self, topic: str) -> list[tuple[str, bytes | None, bytes | None]]:
         return [r for txn in self.committed for r in txn if r[0] == topic]
 
 
-def make_config(**windows: Any) -> Any:
+def make_config(publisher: dict[str, Any] | None = None, **windows: Any) -> Any:
     return parse_config(
         {
-            "publisher": {"transactional_id": "unit"},
+            "publisher": {"transactional_id": "unit", **(publisher or {})},
             "windows": {
                 "start_from": T0.isoformat(),
                 "overlap_seconds": 600,
@@ -236,3 +244,40 @@ def test_access_denied_stops_the_entity_and_records_why(status: int) -> None:
     assert stopped.state == "stopped"
     assert "no access to Customers" in (stopped.last_error or "")
     assert stopped.watermark == T0  # the watermark never moved
+
+
+def test_headers_and_optional_tombstone_after_a_delete() -> None:
+    key = "55555555-5555-5555-5555-555555555555"
+    added, deleted = customer(10, key, "Added"), customer(20, key, "Deleted")
+    sink = FakeSink()
+    config = make_config(publisher={"tombstones": True})
+    run_until_caught_up(config, FakeDataConnect([added, deleted]), sink)
+    topic = "dataconnect.s1.Customers"
+    records = [
+        (r, h)
+        for r, h in zip(sink.records_with_headers(), sink.headers, strict=True)
+        if r[0] == topic
+    ]
+    assert [(r[1], r[2] is None) for r, _ in records] == [
+        (key.encode(), False),  # the Added event
+        (key.encode(), False),  # the Deleted event
+        (key.encode(), True),  # its tombstone, same key, for compaction
+    ]
+    first = records[0][1]
+    assert first["dc-entity"] == b"Customers"
+    assert first["dc-source"] == b"s1"
+    assert first["dc-op"] == b"c"
+    assert first["idempotency-key"] == f"s1/Customers/{key}/{added['RowThumbprint']}".encode()
+    assert records[1][1]["dc-op"] == b"d"
+
+
+def test_no_tombstone_unless_configured() -> None:
+    key = "66666666-6666-6666-6666-666666666666"
+    sink = FakeSink()
+    config = make_config()
+    run_until_caught_up(
+        config, FakeDataConnect([customer(10, key), customer(20, key, "Deleted")]), sink
+    )
+    values = [v for _t, _k, v in sink.records("dataconnect.s1.Customers")]
+    assert len(values) == 2
+    assert all(v is not None for v in values)
