@@ -13,14 +13,9 @@ parent-death signal is set on the child before ``exec``.
 
 from __future__ import annotations
 
-import atexit
 import base64
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,14 +23,20 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from publisher.localproc import (
+    ManagedProcess,
+    cache_root,
+    free_port,
+    run_maven,
+    wait_for_signal,
+)
+
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.2"
-_PR_SET_PDEATHSIG = 1
 
 
 class LocalKafkaError(RuntimeError):
@@ -45,10 +46,7 @@ class LocalKafkaError(RuntimeError):
 def cache_dir() -> Path:
     """Where the broker jars are kept: ``$DCP_KAFKA_LIBS`` or the user's cache directory."""
     env = os.environ.get("DCP_KAFKA_LIBS")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "dataconnect-publisher" / f"kafka-{KAFKA_VERSION}"
+    return Path(env) if env else cache_root() / f"kafka-{KAFKA_VERSION}"
 
 
 def fetch_jars(quiet: bool = True) -> Path:
@@ -57,34 +55,15 @@ def fetch_jars(quiet: bool = True) -> Path:
     marker = target / ".complete"
     if marker.exists():
         return target
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise LocalKafkaError("Maven (mvn) is not on PATH: it is needed to fetch the Kafka jars")
     target.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        mvn,
-        *(["-q"] if quiet else []),
-        "-B",
-        "-f",
-        str(HERE / "pom.xml"),
-        "dependency:copy-dependencies",
-        "-DincludeScope=runtime",
-        f"-DoutputDirectory={target}",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-    if proc.returncode != 0:
-        raise LocalKafkaError(
-            f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
-        )
+    run_maven(
+        HERE / "pom.xml",
+        ["dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={target}"],
+        quiet=quiet,
+        error=LocalKafkaError,
+    )
     marker.write_text(KAFKA_VERSION, encoding="utf-8")
     return target
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _cluster_id() -> str:
@@ -93,11 +72,6 @@ def _cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
@@ -141,20 +115,24 @@ class LocalKafka:
         java: str | None = None,
         keep_data: bool = False,
     ) -> None:
-        self.port = port or _free_port()
-        self.controller_port = _free_port()
+        self.port = port or free_port()
+        self.controller_port = free_port()
         self.heap = heap
         self.startup_timeout = startup_timeout
         self.java = java or shutil.which("java") or "java"
         self.keep_data = keep_data
         self.data_dir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stderr: BinaryIO | None = None
+        self._process: ManagedProcess | None = None
         self.started_in: float | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The broker's process while it runs."""
+        return None if self._process is None else self._process.proc
 
     @property
     def log_file(self) -> Path | None:
@@ -213,31 +191,20 @@ class LocalKafka:
     def _spawn(self, libs: Path, props: Path) -> None:
         assert self.data_dir is not None  # noqa: S101 - set by start() before any spawn
         log_dir = self.data_dir / "logs"
-        self._close_stderr()
-        self._stderr = (log_dir / "stderr.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self._process = ManagedProcess(
             self._java(libs, "kafka.Kafka", str(props), log_dir=log_dir),
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+            log_path=log_dir / "stderr.log",
         )
-        atexit.register(self.stop)
-
-    def _close_stderr(self) -> None:
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
     def _wait_ready(self, deadline: float) -> None:
         # Readiness is proven from a client: metadata answers, then a transactional producer
         # initialises (the transaction coordinator and its state topic are up).
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         while True:
-            if self.proc is not None and self.proc.poll() is not None:
+            code = None if self._process is None else self._process.exit_code
+            if code is not None:
                 raise LocalKafkaError(
-                    f"broker exited with {self.proc.returncode}; see {self.log_file}: "
-                    f"{self._log_tail()}"
+                    f"broker exited with {code}; see {self.log_file}: {self._log_tail()}"
                 )
             if time.monotonic() > deadline:
                 raise LocalKafkaError(f"broker not ready in time; see {self.log_file}")
@@ -267,30 +234,18 @@ class LocalKafka:
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM the broker's process group, SIGKILL after ``grace`` seconds, remove data."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self._close_stderr()
+        if self._process is not None:
+            self._process.stop(grace)
+            self._process = None
         if self.data_dir is not None and not self.keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
-        atexit.unregister(self.stop)
 
     def kill(self) -> None:
         """SIGKILL the broker (for fault tests), keeping its data for a restart."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-        self._close_stderr()
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
 
     def restart(self) -> None:
         """Start the broker again on the same ports and data (after ``kill`` or a stop with
@@ -331,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.flush()
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        wait_for_signal()
     finally:
         broker.stop()
     return 0

@@ -14,29 +14,29 @@ process that started it even on ``kill -9``, and waits until the API answers.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 import httpx
+
+from publisher.localproc import (
+    ManagedProcess,
+    cache_root,
+    free_port,
+    run_maven,
+    wait_for_signal,
+)
 
 HERE = Path(__file__).resolve().parent
 APICURIO_VERSION = "2.6.13.Final"
 RUNNER_JAR = f"apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
 #: Where the Confluent-compatible API lives below the registry's root URL.
 CCOMPAT_PATH = "/apis/ccompat/v7"
-_PR_SET_PDEATHSIG = 1
 
 
 class LocalRegistryError(RuntimeError):
@@ -46,10 +46,7 @@ class LocalRegistryError(RuntimeError):
 def cache_dir() -> Path:
     """Where the distribution is kept: ``$DCP_REGISTRY_DIST`` or the user's cache directory."""
     env = os.environ.get("DCP_REGISTRY_DIST")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "dataconnect-publisher" / f"apicurio-registry-{APICURIO_VERSION}"
+    return Path(env) if env else cache_root() / f"apicurio-registry-{APICURIO_VERSION}"
 
 
 def fetch_dist(quiet: bool = True) -> Path:
@@ -57,37 +54,16 @@ def fetch_dist(quiet: bool = True) -> Path:
     target = cache_dir()
     if (target / RUNNER_JAR).exists():
         return target
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise LocalRegistryError("Maven (mvn) is not on PATH: it is needed to fetch the registry")
     target.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        mvn,
-        *(["-q"] if quiet else []),
-        "-B",
-        "-f",
-        str(HERE / "pom.xml"),
-        "dependency:unpack",
-        f"-Dregistry.dir={target}",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-    if proc.returncode != 0 or not (target / RUNNER_JAR).exists():
-        raise LocalRegistryError(
-            f"mvn failed ({proc.returncode}):\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
-        )
+    run_maven(
+        HERE / "pom.xml",
+        ["dependency:unpack", f"-Dregistry.dir={target}"],
+        quiet=quiet,
+        error=LocalRegistryError,
+    )
+    if not (target / RUNNER_JAR).exists():
+        raise LocalRegistryError(f"mvn ran but {RUNNER_JAR} is not in {target}")
     return target
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class LocalRegistry:
@@ -101,13 +77,12 @@ class LocalRegistry:
         startup_timeout: float = 120.0,
         java: str | None = None,
     ) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.heap = heap
         self.startup_timeout = startup_timeout
         self.java = java or shutil.which("java") or "java"
         self.work_dir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: BinaryIO | None = None
+        self._process: ManagedProcess | None = None
         self.started_in: float | None = None
 
     @property
@@ -148,17 +123,9 @@ class LocalRegistry:
         dist = fetch_dist()
         began = time.monotonic()
         self.work_dir = Path(tempfile.mkdtemp(prefix="dcp-registry-"))
-        self._log = (self.work_dir / "registry.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
-            self.command(dist),
-            cwd=self.work_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only, no locks taken
+        self._process = ManagedProcess(
+            self.command(dist), log_path=self.work_dir / "registry.log", cwd=self.work_dir
         )
-        atexit.register(self.stop)
         try:
             self._wait_ready(began + self.startup_timeout)
         except BaseException:
@@ -171,10 +138,10 @@ class LocalRegistry:
         # Ready means the Confluent API itself answers, not only the health endpoint.
         with httpx.Client(timeout=2.0) as client:
             while True:
-                if self.proc is not None and self.proc.poll() is not None:
+                code = None if self._process is None else self._process.exit_code
+                if code is not None:
                     raise LocalRegistryError(
-                        f"registry exited with {self.proc.returncode}; see {self.log_file}: "
-                        f"{self._log_tail()}"
+                        f"registry exited with {code}; see {self.log_file}: {self._log_tail()}"
                     )
                 if time.monotonic() > deadline:
                     raise LocalRegistryError(f"registry not ready in time; see {self.log_file}")
@@ -193,23 +160,12 @@ class LocalRegistry:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the registry's process group, SIGKILL after ``grace`` seconds, clean up."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._process is not None:
+            self._process.stop(grace)
+            self._process = None
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
-        atexit.unregister(self.stop)
 
     def __enter__(self) -> LocalRegistry:
         return self.start()
@@ -242,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.flush()
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        wait_for_signal()
     finally:
         registry.stop()
     return 0
