@@ -55,6 +55,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, tzinfo
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -62,7 +63,7 @@ import orjson
 from publisher import CONNECTOR_NAME
 from publisher.entities import TRACKING_FIELDS, EntitySpec
 from publisher.errors import RowRejected
-from publisher.timefmt import parse_timestamp, to_millis
+from publisher.timefmt import timestamp_millis
 
 Converter = Callable[[Any], Any]
 
@@ -111,6 +112,9 @@ class ChangeEvent(NamedTuple):
     change_ms: int
     #: Names of row fields the schema does not know (kept in ``_extra``).
     unknown_fields: tuple[str, ...]
+
+
+_new_event = tuple.__new__
 
 
 def _type_name(raw: Any) -> str:
@@ -235,11 +239,10 @@ def timestamp_converter(zone: tzinfo) -> Converter:
     def convert_timestamp(raw: Any) -> int | None:
         if type(raw) is str:
             try:
-                moment = parse_timestamp(raw, zone)  # "" -> None
+                return timestamp_millis(raw, zone)  # "" -> None
             except ValueError:
-                # parse_timestamp quotes the text; a field's value stays out of the detail.
+                # The parser quotes the text; a field's value stays out of the detail.
                 raise ValueError("not a DataConnect timestamp") from None
-            return None if moment is None else to_millis(moment)
         if raw is None:
             return None
         raise ValueError(f"expected a timestamp string, got {_type_name(raw)}")
@@ -273,6 +276,30 @@ def _json_text(raw: Any) -> str:
     return orjson.dumps(raw).decode()
 
 
+_NoneType = type(None)
+_STR_OR_NONE: Final = frozenset({str, _NoneType})
+#: Per dc_kind, the JSON type a value may already have that its converter returns unchanged.
+_PLAIN: Final[dict[str, type]] = {
+    "int": int,
+    "bool": bool,
+    "flag": bool,
+    "phone": str,
+    "postal": str,
+}
+#: Kinds whose converter turns ``""`` into null (string-like kinds keep ``""``).
+_EMPTY_IS_NULL: Final = frozenset({"guid", "int", "money", "bool", "flag", "timestamp"})
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function giving the values of ``names`` in a dict as a tuple, in one C call."""
+    if len(names) >= 2:
+        return itemgetter(*names)
+    if len(names) == 1:
+        (only,) = names
+        return lambda d: (d[only],)
+    return lambda _d: ()
+
+
 class RowMapper:
     """Maps rows of one entity to change events; build one per (source, entity) and reuse it."""
 
@@ -284,10 +311,12 @@ class RowMapper:
         "_key_field",
         "_names",
         "_source_name",
+        "_string_values",
         "_strings",
         "_template",
         "_typed",
         "_version",
+        "_width",
         "_zone",
     )
 
@@ -316,9 +345,20 @@ class RowMapper:
         self._template["_extra"] = None  # replaced per row by a fresh dict
         #: Every column name with a meaning: schema fields and tracking columns.
         self._names = frozenset(self._converters)
-        #: Plain string fields (the bulk of most rows) need work only when not a str.
+        #: A row with only known columns fills exactly the template (tracking ones removed).
+        self._width = len(self._template)
+        #: Plain string fields (the bulk of most rows) need work only when not a str; their
+        #: values are fetched in one C call and their types checked in one pass.
         self._strings = tuple(f.name for f in entity.fields if f.kind == "string")
-        self._typed = tuple((f.name, by_kind[f.kind]) for f in entity.fields if f.kind != "string")
+        self._string_values = _values_of(self._strings)
+        #: The other fields in schema order (the first bad one names the rejection), each with
+        #: the type its value may already have (skipping the converter's call) and whether
+        #: ``""`` simply becomes null.
+        self._typed = tuple(
+            (f.name, by_kind[f.kind], _PLAIN.get(f.kind, _NoneType), f.kind in _EMPTY_IS_NULL)
+            for f in entity.fields
+            if f.kind != "string"
+        )
         self._zone = zone
         self._entity_name = entity.name
         self._source_name = source_name
@@ -387,7 +427,8 @@ class RowMapper:
             # than the end of the window that returned it.
             change_ms = window_stop_ms
         key_text = key if type(key) is str else _key_text(key)
-        return ChangeEvent(key_text, thumbprint, op, record, change_ms, unknown)
+        # tuple.__new__ directly: NamedTuple's generated __new__ is a Python-level call.
+        return _new_event(ChangeEvent, (key_text, thumbprint, op, record, change_ms, unknown))
 
     def _tracking_time(self, row: dict[str, Any], name: str) -> int | None:
         raw = row.get(name)
@@ -396,10 +437,9 @@ class RowMapper:
         if type(raw) is not str:
             raise RowRejected("bad_timestamp", f"{name} is a JSON {_type_name(raw)}")
         try:
-            moment = parse_timestamp(raw, self._zone)
+            return timestamp_millis(raw, self._zone)
         except ValueError as exc:  # the vendor's own column: quoting it helps, it is no PII
             raise RowRejected("bad_timestamp", f"{name}: {exc}") from None
-        return None if moment is None else to_millis(moment)
 
     def _convert(self, row: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
         # Copy the row over the all-null template in one C-level update, then touch only what
@@ -411,7 +451,9 @@ class RowMapper:
         unknown: tuple[str, ...] = ()
         name = ""
         try:
-            if self._names.issuperset(row):
+            # Only known columns: nothing was added to the template. A row column named
+            # "_extra" lands on the template's own key, so it is looked for separately.
+            if len(value) == self._width and "_extra" not in row:
                 value["_extra"] = {}
             else:  # a row column named "_extra" is unknown too: it goes inside the map
                 unknown = tuple(n for n in row if n not in self._names)
@@ -420,14 +462,23 @@ class RowMapper:
                     extra[name] = _json_text(row[name])
                     del value[name]
                 value["_extra"] = extra
-            for name, convert in self._typed:
+            for name, convert, plain, empty_is_null in self._typed:
                 raw = value[name]
-                if raw is not None:
-                    value[name] = convert(raw)
-            for name in self._strings:
-                raw = value[name]
-                if raw is not None and type(raw) is not str:
-                    value[name] = convert_string(raw)
+                kind = type(raw)
+                if kind is plain:  # already the right type: an int still needs its range
+                    if kind is not int or _LONG_MIN <= raw <= _LONG_MAX:
+                        continue
+                elif raw is None:
+                    continue
+                elif empty_is_null and raw == "":
+                    value[name] = None
+                    continue
+                value[name] = convert(raw)
+            if not _STR_OR_NONE.issuperset(map(type, self._string_values(value))):
+                for name in self._strings:
+                    raw = value[name]
+                    if raw is not None and type(raw) is not str:
+                        value[name] = convert_string(raw)
         except (ValueError, TypeError) as exc:
             raise RowRejected("bad_value", f"{name}: {exc}") from None
         return value, unknown

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -41,7 +42,7 @@ from publisher.errors import (
     WindowTooLarge,
 )
 from publisher.kafka import TransactionAborted, TransactionalSink
-from publisher.mapping import ChangeEvent, RowMapper
+from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
 from publisher.timefmt import to_millis
 from publisher.windows import Window, WindowSizer, plan_window, split_window
@@ -297,6 +298,7 @@ class Publisher:
             for s, fetched in batch:
                 work = s.committed.copy()
                 result = self._publish_window(s, fetched, work)
+                fetched.rows = []  # produced: free the rows now, not after the whole batch
                 pending.append((s, work, fetched, result))
             for s in dirty:  # state changes (stopped, last error) without a window
                 work = s.committed.copy()
@@ -323,7 +325,7 @@ class Publisher:
         for s, work, fetched, result in pending:
             s.committed = work
             s.status_dirty = False
-            s.sizer.observed(fetched.window.new_span, len(fetched.rows))
+            s.sizer.observed(fetched.window.new_span, result.rows)
             self.metrics.window_committed(
                 s.source.name,
                 s.entity.name,
@@ -356,45 +358,55 @@ class Publisher:
         now_ms = to_millis(self.clock())
         result = WindowResult(rows=len(fetched.rows))
         self.metrics.rows_fetched(s.source.name, s.entity.name, len(fetched.rows))
-        events: list[ChangeEvent] = []
+        # Map and encode in one pass, keeping only what producing needs: each record dies
+        # young instead of living for the whole window (memory, and garbage-collector work).
+        # A row an earlier window already published (the overlap) is not encoded at all.
+        seen = work.seen
+        map_row, encode = s.mapper.map, s.codec.encode
+        prepared: list[tuple[int, int, str, str, str, int, bytes | RowRejected | None]] = []
         rejected: list[tuple[Any, RowRejected]] = []
         for row in fetched.rows:
             try:
-                events.append(s.mapper.map(row, start_ms, stop_ms, now_ms))
+                ev = map_row(row, start_ms, stop_ms, now_ms)
             except RowRejected as exc:
                 rejected.append((row, exc))
+                continue
+            digest = row_digest(ev.key, ev.thumbprint)
+            value: bytes | RowRejected | None = None
+            if digest not in seen:
+                try:
+                    value = encode(ev.record)
+                except RowRejected as exc:
+                    value = exc
+            unknown = len(ev.unknown_fields)
+            prepared.append((ev.change_ms, digest, ev.key, ev.thumbprint, ev.op, unknown, value))
         # Versions of one key are published in change-time order; the source's order breaks
-        # ties (sorted() is stable), whatever order the response had.
-        events.sort(key=_change_ms)
-        seen = work.seen
+        # ties (sort() is stable), whatever order the response had.
+        prepared.sort(key=_change_ms)
         produce = self.sink.produce
         topic = s.topic
         tombstones = self.config.publisher.tombstones
-        for ev in events:
-            digest = row_digest(ev.key, ev.thumbprint)
-            if digest in seen:
+        for change_ms, digest, key_text, thumbprint, op, unknown, value in prepared:
+            if digest in seen or value is None:  # None: seen before this window
                 result.duplicates += 1
                 continue
-            try:
-                value = s.codec.encode(ev.record)
-            except RowRejected as exc:
-                rejected.append((_raw_row(ev, fetched, s), exc))
+            if isinstance(value, RowRejected):  # the encoder refused the record
+                rejected.append((_raw_row(key_text, thumbprint, fetched, s), value))
                 seen.add(digest, stop_ms)
                 continue
-            key = f"{s.key_prefix}{ev.key}{s.key_suffix}".encode()
+            key = f"{s.key_prefix}{key_text}{s.key_suffix}".encode()
             headers: list[tuple[str, str | bytes | None]] = [
                 *s.headers_base,
-                ("dc-op", ev.op.encode()),
-                ("idempotency-key", f"{s.id}/{ev.key}/{ev.thumbprint}".encode()),
+                ("dc-op", op.encode()),
+                ("idempotency-key", f"{s.id}/{key_text}/{thumbprint}".encode()),
             ]
             produce(topic, key, value, headers)
-            if tombstones and ev.op == "d":
+            if tombstones and op == "d":
                 produce(topic, key, None, headers)
             seen.add(digest, stop_ms)
-            result.by_op[ev.op] += 1
-            result.change_times_ms.append(ev.change_ms)
-            if ev.unknown_fields:
-                result.unknown_fields += len(ev.unknown_fields)
+            result.by_op[op] += 1
+            result.change_times_ms.append(change_ms)
+            result.unknown_fields += unknown
         for row, why in rejected:
             raw = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
             # Bad rows re-read in the overlap are dead-lettered once, like good ones.
@@ -436,19 +448,19 @@ class Publisher:
         return result
 
 
-def _change_ms(ev: ChangeEvent) -> int:
-    return ev.change_ms
+#: Sort key of a prepared event: its change time.
+_change_ms = itemgetter(0)
 
 
-def _raw_row(ev: ChangeEvent, fetched: Fetched, s: Stream) -> Any:
+def _raw_row(key: str, thumbprint: str, fetched: Fetched, s: Stream) -> Any:
     """The source row of an event whose encoding failed (found by key and thumbprint)."""
     key_field = s.entity.key_field
     for row in fetched.rows:
-        if row.get("RowThumbprint") == ev.thumbprint and str(row.get(key_field)).lower() == (
-            ev.key.lower()
+        if row.get("RowThumbprint") == thumbprint and str(row.get(key_field)).lower() == (
+            key.lower()
         ):
             return row
-    return {"key": ev.key, "RowThumbprint": ev.thumbprint}
+    return {"key": key, "RowThumbprint": thumbprint}
 
 
 def key_affixes(template: str, source: str, entity: str) -> tuple[str, str]:

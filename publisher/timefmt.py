@@ -16,6 +16,8 @@ _TS = re.compile(
     r"(Z|[+-]\d{2}:?\d{2})?$"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # noqa: DTZ001 - only ever subtracted from naive UTC times
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime | None:
@@ -25,8 +27,30 @@ def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime | None:
     """
     if text == "":
         return None
-    # Fast path (it runs for every timestamp of every row): the C parser, but only for the
-    # extended layout DataConnect uses, so it accepts exactly what the pattern below accepts.
+    moment = _parse_fast(text)
+    if moment is not None:
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    return _parse_strict(text, zone)
+
+
+def timestamp_millis(text: str, zone: tzinfo = UTC) -> int | None:
+    """``to_millis(parse_timestamp(text, zone))`` (None for ``""``), without building the
+    aware datetime when it is not needed: this runs for every timestamp of every row."""
+    if text == "":
+        return None
+    moment = _parse_fast(text)
+    if moment is None:
+        return to_millis(_parse_strict(text, zone))
+    if moment.tzinfo is None:
+        if zone is UTC:  # a naive time read as UTC: no offset to apply
+            return (moment - _EPOCH_NAIVE) // _ONE_MS
+        moment = moment.replace(tzinfo=zone)
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def _parse_fast(text: str) -> datetime | None:
+    """The C parser, but only for the extended layout DataConnect uses, so that it accepts
+    exactly what the strict pattern accepts; None when the strict parser must decide."""
     if (
         len(text) >= 19
         and text[4] == "-"
@@ -37,12 +61,10 @@ def parse_timestamp(text: str, zone: tzinfo = UTC) -> datetime | None:
         and (len(text) == 19 or text[19] in ".Z+-")
     ):
         try:
-            moment = datetime.fromisoformat(text)
+            return datetime.fromisoformat(text)
         except ValueError:
-            pass
-        else:
-            return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
-    return _parse_strict(text, zone)
+            return None
+    return None
 
 
 def _parse_strict(text: str, zone: tzinfo) -> datetime:
@@ -66,8 +88,7 @@ def _parse_strict(text: str, zone: tzinfo) -> datetime:
 
 def to_millis(moment: datetime) -> int:
     """Milliseconds since the Unix epoch (Avro ``timestamp-millis``), floor for sub-milli parts."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return (moment - _EPOCH) // _ONE_MS  # timedelta // timedelta: exact integer floor
 
 
 def from_millis(millis: int) -> datetime:

@@ -1,0 +1,212 @@
+"""``python -m bench [--quick]``: measure the publisher against the machine's own ceilings.
+
+Starts a local Kafka broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), then in one run:
+the encode and producer ceilings, the naive baseline, end-to-end catch-ups (Customers alone;
+a mixed five-entity workload with one process and with two shards), peak memory and CPU per
+run, and live latency. Prints a table and writes docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.catchup import CatchUp, catch_up
+from bench.ceilings import EncodeCeiling, Sample, encode_ceiling, producer_ceiling, workload_rows
+from bench.latency import live_latency
+from bench.machine import describe, load_average
+from bench.naive import naive_baseline
+from bench.report import Results, markdown_report, text_report
+from bench.workload import PublisherSetup, SimulatorProcess, Workload, history_end_now
+from publisher.entities import DEFAULT_SCHEMAS_DIR, load_entities
+from publisher.localkafka import KAFKA_VERSION, LocalKafka
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Entity order of the mixed workload: with 2 shards, shard 0 gets the 1st, 3rd and 5th
+#: (AccountsReceivable, FollowUps, Discussions), shard 1 Customers and Activities: about equal
+#: CPU work each, by their encode ceilings.
+MIXED = ["AccountsReceivable", "Customers", "FollowUps", "Activities", "Discussions"]
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    customers_rows: tuple[int, ...]  # Customers-only backlogs, smallest first
+    mixed_rows_per_entity: int
+    encode_rows: int  # rows per entity for the encode ceiling
+    producer_messages: int
+    naive_rows: int
+    live_seconds: float
+
+
+QUICK = Mode("quick", (100_000,), 40_000, 10_000, 100_000, 2_000, 20.0)
+FULL = Mode("full", (100_000, 1_000_000), 200_000, 20_000, 500_000, 5_000, 60.0)
+
+#: The catch-up settings the figures are for: windows of about 5,000 rows, the default
+#: target_rows. Memory grows with the window (two per stream are held: one publishing, one
+#: fetched ahead), by roughly 11 KiB per Customers row of window.
+SETUP = PublisherSetup(window_rows=5_000)
+#: Live mode: a short poll interval and settle delay, an overlap that covers late rows.
+LIVE_SETUP = PublisherSetup(
+    window_rows=5_000, overlap_seconds=60, settle_delay_seconds=5, poll_interval_seconds=2
+)
+LIVE_RATE = 5.0  # versions per second per entity
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def __call__(self, message: str) -> None:
+        sys.stderr.write(f"[{self.elapsed():6.0f}s] {message}\n")
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def kafka(say: Progress) -> Iterator[tuple[str, str, list[int]]]:
+    """(bootstrap, description, broker pids) of the broker to use."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env, f"KAFKA_BOOTSTRAP_SERVERS={env} (its CPU counts as others')", []
+        return
+    say("starting a local Kafka broker")
+    broker = LocalKafka().start()
+    try:
+        pid = broker.proc.pid if broker.proc is not None else 0
+        what = f"local single-node Kafka {KAFKA_VERSION} (KRaft), started by the bench"
+        yield broker.bootstrap, what, [pid]
+    finally:
+        broker.stop()
+
+
+def run(mode: Mode, command: str, workdir: Path) -> Results:
+    say = Progress()
+    started = datetime.now(UTC)
+    machine = describe()
+    specs = load_entities(DEFAULT_SCHEMAS_DIR)
+    end = history_end_now()
+    customers = [
+        Workload(f"customers-{n // 1000}k", {"Customers": n}, end) for n in mode.customers_rows
+    ]
+    mixed = Workload("mixed", dict.fromkeys(MIXED, mode.mixed_rows_per_entity), end)
+    say(f"mode {mode.name}; logs and configs in {workdir}")
+
+    encode: dict[str, EncodeCeiling] = {}
+    samples: dict[str, Sample] = {}
+    for entity in MIXED:
+        source = customers[-1] if entity == "Customers" else mixed
+        rows = workload_rows(source, entity, mode.encode_rows)
+        say(f"encode ceiling: {entity} ({len(rows):,} rows)")
+        encode[entity], samples[entity] = encode_ceiling(
+            specs[entity], rows, window_rows=SETUP.window_rows
+        )
+
+    with kafka(say) as (bootstrap, broker, broker_pids):
+        ours = [os.getpid(), *broker_pids]
+        say(f"producer ceiling ({mode.producer_messages:,} messages)")
+        producer = producer_ceiling(
+            bootstrap,
+            [samples["Customers"]],
+            messages=mode.producer_messages,
+            transaction_rows=SETUP.window_rows,
+            producer_overrides=SETUP.producer,
+        )
+        runs: list[CatchUp] = []
+        naive = None
+        for w in customers:
+            say(f"simulator for {w.name} (pre-rendering {w.total_rows:,} rows)")
+            with SimulatorProcess(_sim_args(w), workdir / f"{w.name}-simulator.log") as sim:
+                if naive is None:
+                    say(f"naive baseline ({mode.naive_rows:,} rows)")
+                    naive = naive_baseline(
+                        sim.url, bootstrap, w, spec=specs["Customers"], rows=mode.naive_rows
+                    )
+                say(f"end to end: {w.name}, 1 process")
+                runs.append(catch_up(bootstrap, w, SETUP, sim, workdir, ours=ours))
+                say(_run_line(runs[-1]))
+        assert naive is not None  # noqa: S101 - customers_rows is never empty
+        mixed_runs: dict[int, CatchUp] = {}
+        say(f"simulator for {mixed.name} (pre-rendering {mixed.total_rows:,} rows)")
+        with SimulatorProcess(_sim_args(mixed), workdir / "mixed-simulator.log") as sim:
+            for shards in (1, 2):
+                say(f"end to end: mixed, {shards} shard(s)")
+                setup = dataclasses.replace(SETUP, shards=shards)
+                mixed_runs[shards] = catch_up(bootstrap, mixed, setup, sim, workdir, ours=ours)
+                say(_run_line(mixed_runs[shards]))
+        say(f"live latency ({mode.live_seconds:g} s)")
+        latency = live_latency(
+            bootstrap,
+            specs,
+            workdir,
+            entities=MIXED,
+            rate=LIVE_RATE,
+            seconds=mode.live_seconds,
+            setup=LIVE_SETUP,
+        )
+    return Results(
+        mode=mode.name,
+        command=command,
+        started=started,
+        machine=machine,
+        broker=broker,
+        setup=SETUP,
+        live_setup=LIVE_SETUP,
+        encode=encode,
+        mixed_rows=dict(mixed.rows),
+        producer=producer,
+        naive=naive,
+        customers=runs,
+        mixed=mixed_runs,
+        latency=latency,
+        load_at_end=load_average(),
+        seconds=say.elapsed(),
+    )
+
+
+def _sim_args(w: Workload) -> list[str]:
+    return [*w.simulator_args(max_rows=1_000_000), "--prerender"]
+
+
+def _run_line(c: CatchUp) -> str:
+    return (
+        f"  {c.rows:,} rows in {c.seconds:.1f} s = {c.rows_per_second:,.0f} rows/s; "
+        f"peak RSS {', '.join(f'{p.peak_rss_mib:.0f}' for p in c.publishing)} MiB; "
+        f"CPU {c.cpu_seconds_per_100k:.1f} s/100k rows"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="100k-row backlogs only, about 3 minutes"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "BENCHMARKS.md",
+        help="where to write the Markdown report (default: docs/BENCHMARKS.md)",
+    )
+    args = parser.parse_args(argv)
+    command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
+    workdir = Path(tempfile.mkdtemp(prefix="dcp-bench-"))
+    results = run(QUICK if args.quick else FULL, command, workdir)
+    sys.stdout.write(text_report(results))
+    args.out.write_text(markdown_report(results), encoding="utf-8")
+    sys.stdout.write(f"\nwrote {args.out}; logs in {workdir}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,447 @@
+"""The benchmark's results, the targets they are judged against, and how they are printed.
+
+Pure: takes measured figures, returns text. Every target is a ratio of figures measured in the
+same run (or an absolute bound on memory and latency), so a slower or busier machine moves
+both sides together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bench.catchup import CatchUp
+from bench.ceilings import EncodeCeiling, ProducerCeiling, mixed_rate
+from bench.latency import Latency
+from bench.machine import Machine
+from bench.naive import Naive
+from bench.procstat import peak_at
+from bench.workload import PublisherSetup
+
+RSS_LIMIT_MIB = 256.0
+#: "The same at 100k and 1M": the 1M peak may exceed the 100k peak by at most this factor.
+RSS_GROWTH_LIMIT = 1.10
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target: a measured value against a bound."""
+
+    name: str
+    value: float | None  # None: not measured in this mode
+    bound: float
+    unit: str
+    at_most: bool  # True: value must be <= bound; False: >= bound
+    detail: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value <= self.bound if self.at_most else self.value >= self.bound
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT met", None: "not measured"}[self.met]
+
+    def value_text(self) -> str:
+        return "-" if self.value is None else _num(self.value, self.unit)
+
+    def target_text(self) -> str:
+        return f"{'<=' if self.at_most else '>='} {_num(self.bound, self.unit)}"
+
+
+def _num(value: float, unit: str) -> str:
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:,.0f} {unit}".strip()
+
+
+@dataclass
+class Results:
+    """Everything one benchmark run measured."""
+
+    mode: str
+    command: str
+    started: datetime
+    machine: Machine
+    broker: str
+    setup: PublisherSetup
+    live_setup: PublisherSetup
+    encode: dict[str, EncodeCeiling]
+    mixed_rows: dict[str, int]
+    producer: ProducerCeiling
+    naive: Naive
+    customers: list[CatchUp]  # smallest backlog first
+    mixed: dict[int, CatchUp]  # by shard count
+    latency: Latency
+    load_at_end: str = ""
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def customers_big(self) -> CatchUp:
+        return self.customers[-1]
+
+    @property
+    def mixed_ceiling(self) -> float:
+        return mixed_rate({e: c.full for e, c in self.encode.items()}, self.mixed_rows)
+
+
+def checks(r: Results) -> list[Check]:
+    """The targets of the issue, each as a ratio or bound measured in this run."""
+    cu = r.encode["Customers"]
+    big = r.customers_big
+    out = [
+        Check(
+            f"end-to-end Customers ({big.rows:,} rows, 1 process) / encode ceiling",
+            big.rows_per_second / cu.full,
+            0.80,
+            "x",
+            at_most=False,
+            detail=f"{big.rows_per_second:,.0f} / {cu.full:,.0f} rows/s",
+        ),
+        Check(
+            "avrofast encode / plain fastavro.schemaless_writer"
+            + ("" if cu.identical else " (BYTES DIFFER)"),
+            cu.encode_speedup if cu.identical else 0.0,
+            2.0,
+            "x",
+            at_most=False,
+            detail=f"{cu.encode:,.0f} / {cu.fastavro:,.0f} rows/s, byte-identical: "
+            f"{'yes' if cu.identical else 'NO'}",
+        ),
+    ]
+    one, two = r.mixed.get(1), r.mixed.get(2)
+    out.append(
+        Check(
+            "mixed workload: 2 shards / 1 process",
+            None if one is None or two is None else two.rows_per_second / one.rows_per_second,
+            1.7,
+            "x",
+            at_most=False,
+            detail=""
+            if one is None or two is None
+            else f"{two.rows_per_second:,.0f} / {one.rows_per_second:,.0f} rows/s",
+        )
+    )
+    out.append(
+        Check(
+            "end-to-end Customers / naive script",
+            big.rows_per_second / r.naive.rate,
+            10.0,
+            "x",
+            at_most=False,
+            detail=f"{big.rows_per_second:,.0f} / {r.naive.rate:,.0f} rows/s",
+        )
+    )
+    runs = [*r.customers, *r.mixed.values()]
+    worst = max(runs, key=lambda c: c.peak_rss_mib)
+    out.append(
+        Check(
+            "peak RSS of any publishing process (all runs)",
+            worst.peak_rss_mib,
+            RSS_LIMIT_MIB,
+            "MiB",
+            at_most=True,
+            detail=f"in the {_run_name(worst)} run",
+        )
+    )
+    small = r.customers[0]
+    growth = None if len(r.customers) < 2 else big.peak_rss_mib / small.peak_rss_mib
+    out.append(
+        Check(
+            f"peak RSS at {big.rows:,} rows / at {small.rows:,} rows (Customers)"
+            if growth is not None
+            else "peak RSS with a 1M-row backlog / with 100k (full mode only)",
+            growth,
+            RSS_GROWTH_LIMIT,
+            "x",
+            at_most=True,
+            detail=""
+            if growth is None
+            else f"{big.peak_rss_mib:.0f} / {small.peak_rss_mib:.0f} MiB",
+        )
+    )
+    lat = r.latency
+    out.append(
+        Check(
+            "live p99 latency beyond the settle delay",
+            lat.p99_beyond_settle,
+            lat.poll_interval + 1.0,
+            "s",
+            at_most=True,
+            detail=f"p99 {lat.p99:.2f} s - settle {lat.settle_delay:g} s; "
+            f"poll interval {lat.poll_interval:g} s",
+        )
+    )
+    return out
+
+
+def plateau(c: CatchUp) -> str:
+    """Peak RSS by the time 10%, 50% and all of the rows were committed: flat means memory
+    does not grow with the backlog."""
+    marks = []
+    for share in (0.1, 0.5, 1.0):
+        peak = peak_at(list(c.rss_trace), int(c.rows * share))
+        marks.append("-" if peak is None else f"{peak / 1024:.0f}")
+    return f"{' / '.join(marks)} MiB after 10% / 50% / 100% of the {c.rows:,} rows"
+
+
+def _run_name(c: CatchUp) -> str:
+    return f"{c.workload} {c.rows:,}-row {c.shards}-shard"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return out
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _target_rows(r: Results) -> list[list[str]]:
+    return [[c.name, c.value_text(), c.target_text(), c.verdict, c.detail] for c in checks(r)]
+
+
+def _run_rows(r: Results) -> list[list[str]]:
+    rows = []
+    ceilings = {"customers": r.encode["Customers"].full, "mixed": r.mixed_ceiling}
+    for c in [*r.customers, *r.mixed.values()]:
+        ceiling = ceilings.get(c.workload.split("-")[0], 0.0)
+        rss = ", ".join(f"{p.peak_rss_mib:.0f}" for p in c.publishing)
+        others = [p for p in c.processes if p not in c.publishing]
+        if others:  # the supervisor of the shard processes
+            rss += f" (supervisor {max(p.peak_rss_mib for p in others):.0f})"
+        rows.append(
+            [
+                f"{c.workload}, {c.shards} shard{'s' if c.shards > 1 else ''}",
+                f"{c.rows:,}",
+                f"{c.seconds:.1f}",
+                f"{c.rows_per_second:,.0f}",
+                f"{c.rows_per_second / ceiling:.0%}" if ceiling else "-",
+                f"{c.cpu_seconds_per_100k:.1f}",
+                rss,
+                f"{c.startup_seconds:.1f}",
+                f"{c.simulator_cpu_seconds / c.seconds:.0%}",
+                f"{c.others_cpu_seconds / c.seconds:.2f}",
+            ]
+        )
+    return rows
+
+
+_RUN_HEADER = [
+    "run",
+    "rows",
+    "seconds",
+    "rows/s",
+    "of ceiling",
+    "CPU s/100k",
+    "peak RSS MiB",
+    "1st commit s",
+    "simulator CPU",
+    "others' cores",
+]
+
+
+def _encode_rows(r: Results) -> list[list[str]]:
+    return [
+        [
+            e,
+            f"{c.rows:,}",
+            f"{c.json_bytes_per_row:.0f} / {c.avro_bytes_per_row:.0f}",
+            f"{c.parse:,.0f}",
+            f"{c.map:,.0f}",
+            f"{c.encode:,.0f}",
+            f"{c.fastavro:,.0f}",
+            f"{c.encode_speedup:.1f}x{'' if c.identical else ' (bytes differ!)'}",
+            f"{c.full:,.0f}",
+        ]
+        for e, c in r.encode.items()
+    ]
+
+
+_ENCODE_HEADER = [
+    "entity",
+    "rows",
+    "B JSON / Avro",
+    "parse/s",
+    "map/s",
+    "avrofast/s",
+    "fastavro/s",
+    "speed-up",
+    "parse+map+encode/s",
+]
+
+
+def text_report(r: Results) -> str:
+    """The table printed at the end of a run."""
+    lines = [f"dataconnect-publisher benchmark ({r.mode}), {r.started:%Y-%m-%d %H:%M %Z}", ""]
+    lines += _table(["target", "value", "target", "verdict", "detail"], _target_rows(r))
+    lines += ["", *_table(_RUN_HEADER, _run_rows(r)), ""]
+    lines += _table(_ENCODE_HEADER, _encode_rows(r))
+    p, n, lat = r.producer, r.naive, r.latency
+    lines += [
+        "",
+        f"producer ceiling: {p.rate:,.0f} msg/s ({p.megabytes_per_second:.1f} MB/s of values, "
+        f"{p.messages // p.transactions:,} per transaction)",
+        f"naive script: {n.rate:,.0f} rows/s over {n.rows:,} rows",
+        f"peak RSS of the {r.customers_big.workload} run: {plateau(r.customers_big)}",
+        f"live: p50 {lat.p50:.2f} s, p99 {lat.p99:.2f} s, max {lat.max:.2f} s over "
+        f"{lat.samples:,} rows (simulator made {lat.expected:,} visible); poll interval "
+        f"{lat.poll_interval:g} s, settle delay {lat.settle_delay:g} s",
+        f"load average: {r.machine.load_at_start} at start, {r.load_at_end} at end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_report(r: Results) -> str:
+    """docs/BENCHMARKS.md."""
+    s, ls = r.setup, r.live_setup
+    cu = r.encode["Customers"]
+    big = r.customers_big
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python -m bench` (`make bench`); do not edit by hand. Every figure below "
+        "was measured in one run, against a real Kafka broker and the DataConnect simulator "
+        "running as its own process.",
+        "",
+        f"- date: {r.started:%Y-%m-%d %H:%M %Z}; mode: **{r.mode}**; took {r.seconds / 60:.1f} min",
+        f"- command: `{r.command}`",
+        *(f"- {line}" for line in r.machine.lines()),
+        f"- load average when the run ended: {r.load_at_end}",
+        f"- broker: {r.broker}",
+        "",
+        "## Targets",
+        "",
+        *_md_table(["target", "value", "target", "verdict", "detail"], _target_rows(r)),
+        "",
+        "## End to end",
+        "",
+        "A real `python -m publisher run` process (with `publisher.shards = 2`: a supervisor and "
+        "two shard processes) catches up a history from `start_from`, the history start. The "
+        "clock runs from spawning the process (imports, topic creation and `init_transactions` "
+        "included) until a read_committed consumer of the checkpoint topic sees every stream's "
+        "watermark at the history end. rows/s = rows published / that time.",
+        "",
+        *_md_table(_RUN_HEADER, _run_rows(r)),
+        "",
+        "- *of ceiling*: against the parse + map + encode ceiling of the same rows (for the mixed "
+        "workload, the ceilings of its entities weighted by their rows).",
+        "- *CPU s/100k*: user + system CPU of all the publisher's processes (librdkafka's "
+        "threads included) per 100,000 rows.",
+        "- *peak RSS*: `VmHWM` of each publishing process, read from `/proc/<pid>/status`. "
+        f"During the {big.workload} run it was {plateau(big)}.",
+        "- *simulator CPU*: the simulator's CPU time over the run's wall time (it serves "
+        "pre-rendered rows; well below one core means it was not the bottleneck).",
+        "- *others' cores*: CPU the rest of the machine used meanwhile, in cores (busy CPU from "
+        "`/proc/stat` minus the bench, broker, simulator and publisher). Above 0.1 the machine "
+        "was not quiet and the figures are pessimistic.",
+        "",
+        f"Workloads: Customers only ({', '.join(f'{c.rows:,}' for c in r.customers)} row "
+        f"versions) and a mixed five-entity workload "
+        f"({', '.join(f'{e} {n:,}' for e, n in r.mixed_rows.items())}), each history spread "
+        "over 10 days; entities listed in that order, so with 2 shards the first, third and "
+        "fifth go to shard 0 and the others to shard 1.",
+        "",
+        "Publisher settings: windows of about "
+        f"{s.window_rows:,} rows of the densest entity (`initial_window_seconds` = "
+        "`max_window_seconds` sized for it), `max_windows_per_transaction` = "
+        f"{s.max_windows_per_transaction}, overlap {s.overlap_seconds:g} s, gzip "
+        f"{'on' if s.accept_gzip else 'off'}, producer settings: the defaults of "
+        f"`publisher.runner.producer_conf`{_producer_text(s)}.",
+        "",
+        "## Ceilings",
+        "",
+        f"**Encode** (one core, no I/O, best of 3 passes; rows of the same histories, parsed as "
+        f"JSON arrays of {s.window_rows:,} rows):",
+        "",
+        *_md_table(_ENCODE_HEADER, _encode_rows(r)),
+        "",
+        "avrofast is the publisher's compiled encoder (`publisher.avrofast`, via "
+        "`EntityCodec.encode`); every body it wrote was compared with "
+        "`fastavro.schemaless_writer`'s bytes for the same record.",
+        "",
+        f"**Producer**: a bare confluent-kafka transactional producer with the publisher's "
+        f"settings sent {r.producer.messages:,} pre-encoded Customers messages (same keys, "
+        f"values and headers) to a 3-partition topic, {s.window_rows:,} per transaction: "
+        f"**{r.producer.rate:,.0f} msg/s** ({r.producer.megabytes_per_second:.1f} MB/s of "
+        f"values). The end-to-end Customers run reached "
+        f"{big.rows_per_second / r.producer.rate:.0%} of it.",
+        "",
+        f"**Naive script** (`bench/naive.py`: httpx, stdlib json, fastavro per row, one produce "
+        f"and one flush per row): **{r.naive.rate:,.0f} rows/s** over {r.naive.rows:,} "
+        f"Customers rows.",
+        "",
+        "## Live latency",
+        "",
+        f"The simulator adds {r.latency.rate:g} row versions per second to each of "
+        f"{r.latency.entities} entities (none late); the publisher polls every "
+        f"{ls.poll_interval_seconds:g} s with a settle delay of {ls.settle_delay_seconds:g} s "
+        f"and an overlap of {ls.overlap_seconds:g} s. Latency = a read_committed consumer's "
+        "receive time minus the row's change time (when it became visible), for every row that "
+        f"changed during {r.latency.seconds:g} s after catch-up:",
+        "",
+        *_md_table(
+            ["rows", "p50", "p99", "max", "p99 - settle delay", "target"],
+            [
+                [
+                    f"{r.latency.samples:,} (simulator: {r.latency.expected:,})",
+                    f"{r.latency.p50:.2f} s",
+                    f"{r.latency.p99:.2f} s",
+                    f"{r.latency.max:.2f} s",
+                    f"{r.latency.p99_beyond_settle:.2f} s",
+                    f"<= poll interval + 1 s = {r.latency.poll_interval + 1:g} s",
+                ]
+            ],
+        ),
+        "",
+        "A row waits for the settle delay, then for the next poll (up to one interval), then "
+        "for its fetch and commit: p99 - settle delay is bounded by the poll interval plus the "
+        "publisher's own time.",
+        "",
+        "## Noise",
+        "",
+        f"Wall-clock figures depend on what else the machine runs. Load average "
+        f"{r.machine.load_at_start} at the start and {r.load_at_end} at the end; the *others' "
+        "cores* column shows how much CPU other users took during each end-to-end run. The "
+        "encode ceiling is a best-of-3 and so is less affected than single end-to-end runs. "
+        f"Customers encode ceiling this run: {cu.full:,.0f} rows/s.",
+        *(f"- {note}" for note in r.notes),
+        "",
+        "## Profiling",
+        "",
+        "`python -m bench.profile --rows 300000` runs one Customers catch-up the same way under "
+        "py-spy (`pip install py-spy`), sampling only the thread that holds the GIL, and prints "
+        "the functions with the largest share of the samples.",
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "make setup   # virtualenv + Kafka jars",
+        "make bench   # full: about 10 minutes; writes this file",
+        ".venv/bin/python -m bench --quick   # about 3 minutes, 100k-row backlog",
+        "```",
+        "",
+        "Set `KAFKA_BOOTSTRAP_SERVERS` to use an existing broker instead of starting one.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _producer_text(s: PublisherSetup) -> str:
+    if not s.producer:
+        return ""
+    return " with " + ", ".join(f"`{k}={v}`" for k, v in s.producer.items())
