@@ -11,7 +11,8 @@
     ├── EntityStopped           stop this (source, entity) stream, keep the others running
     │   ├── SourceRequestRejected   DataConnect 400
     │   ├── SourceAccessDenied      DataConnect 403 / 404
-    │   └── SourceAuthFailed        token endpoint refused the credentials
+    │   ├── SourceAuthFailed        token endpoint refused the credentials
+    │   └── SourceTLSFailed         the server's TLS certificate did not verify
     └── FatalError              stop the process with a non-zero exit code
         ├── ConfigError         bad settings, reported before any connection is made
         ├── ProducerFenced      another instance took our transactional.id
@@ -80,6 +81,13 @@ class SourceAuthFailed(EntityStopped):
     """The token endpoint refused the configured credentials."""
 
     code = "auth_failed"
+
+
+class SourceTLSFailed(EntityStopped):
+    """DataConnect's (or the token endpoint's) certificate did not verify. Retrying cannot
+    help, and no credentials were sent: stop until an operator fixes the trust store or URL."""
+
+    code = "tls_error"
 
 
 class FatalError(PublisherError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -144,6 +145,21 @@ def _list_topics(admin: AdminClient, deadline_s: float) -> Any:
             log.warning("Kafka not reachable yet, retrying: %s", err.str())
 
 
+def _kafka_error(exc: KafkaException | SystemError) -> KafkaError:
+    """The KafkaError behind ``exc``. confluent-kafka sometimes raises a fatal error (fencing)
+    while serving callbacks and then runs the next Python callback with it still pending,
+    which surfaces as a SystemError caused by the KafkaException."""
+    cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+    if not isinstance(cause, KafkaException):
+        raise exc
+    err: KafkaError = cause.args[0]
+    return err
+
+
+#: How long ``close`` may spend aborting an open transaction.
+CLOSE_SECONDS = 5.0
+
+
 class TransactionalSink:
     """One transactional producer: begin, produce, commit or abort, per librdkafka's rules."""
 
@@ -160,10 +176,13 @@ class TransactionalSink:
         # error_cb: fatal errors (fencing) are recorded here and raised from our own code at
         # the next flush; transient ones only mark the sink unhealthy (librdkafka retries).
         self._error_seen: KafkaError | None = None
-        self._producer = producer_factory(
-            {"logger": LIBRDKAFKA_LOG, **conf, "error_cb": self._on_error}
-        )
+        self._conf = {"logger": LIBRDKAFKA_LOG, **conf, "error_cb": self._on_error}
+        self._factory = producer_factory
+        self._producer = producer_factory(self._conf)
         self._deadline_s = unavailable_deadline
+        # One blocking call waits at most this long (librdkafka's own default for commit and
+        # abort), and never past the unavailable deadline.
+        self._txn_timeout_s = float(conf.get("transaction.timeout.ms", 60_000)) / 1000
         self._monotonic = monotonic
         self._sleep = sleep
         self._open = False
@@ -179,7 +198,7 @@ class TransactionalSink:
         self._call("init_transactions", self._producer.init_transactions)
 
     def begin(self) -> None:
-        self._call("begin_transaction", self._producer.begin_transaction)
+        self._call("begin_transaction", lambda _timeout: self._producer.begin_transaction())
         self._open = True
 
     def produce(
@@ -209,7 +228,8 @@ class TransactionalSink:
         callbacks with a fatal error still pending, which turns fencing into a SystemError.)
         """
         self._flush_until_deadline()
-        # No timeout: librdkafka then uses the remaining transaction time, as it recommends.
+        # Each attempt blocks for the transaction timeout at most (librdkafka's default), but
+        # never past the unavailable deadline: a dead broker must not hold the process longer.
         self._call("commit_transaction", self._producer.commit_transaction)
         self._open = False
 
@@ -220,23 +240,58 @@ class TransactionalSink:
         # librdkafka#4849: an abort racing the first AddPartitionsToTxn can turn fatal, so give
         # in-flight deliveries a moment to be acknowledged first.
         self._flush(5.0)
-        self._call("abort_transaction", self._producer.abort_transaction, abortable=False)
+        try:
+            self._call("abort_transaction", self._producer.abort_transaction, abortable=False)
+        except KafkaFatal as exc:  # not ProducerFenced: that one still stops the process
+            if self._dead is None:
+                raise  # Kafka still unreachable at the deadline: stop
+            # Typically a transaction that outlived transaction.timeout.ms while the broker
+            # was away: the broker dropped it, so abort_transaction finds no valid state. An
+            # aborting transaction never committed, so nothing is ambiguous: a new producer
+            # (init_transactions completes whatever is left) and a replay from the committed
+            # checkpoints are exactly what a restart of the process would do.
+            self._replace_producer(exc)
         self._open = False
 
     def poll(self, timeout: float = 0.0) -> None:
         self._producer.poll(timeout)
 
+    def _replace_producer(self, why: KafkaFatal) -> None:
+        log.warning("the transaction could not be aborted (%s); starting a new producer", why)
+        # close() would abort and flush without a timeout: drop the old producer instead.
+        self._producer.purge()
+        self._producer = self._factory(self._conf)
+        self._dead = None
+        self._error_seen = None
+        self._open = False
+        self.init()
+
     def close(self) -> None:
         """Abort what is open (best effort) and release the producer. After a fatal error
         (fencing included) the producer's transaction is not touched again."""
+        settled = self._dead is not None  # a dead producer refuses at once: nothing to wait for
         if self._dead is None:
+            # Bounded: when Kafka is gone (the usual reason to stop with a transaction open)
+            # the process must still exit; the broker's transaction timeout, or the next
+            # instance's init_transactions, aborts what is left open.
+            self._deadline_s = min(self._deadline_s, CLOSE_SECONDS)
             try:
                 self.abort()
-                self._flush(5.0)
+                settled = self._flush(CLOSE_SECONDS) == 0
             except PublisherError as exc:
                 log.warning("could not abort the open transaction on close: %s", exc)
+        if not settled:
+            # confluent-kafka's close() aborts and flushes without a timeout, which waits for
+            # a broker that is gone; drop the queue and let the producer be destroyed instead.
+            self._producer.purge()
+            return
         try:
-            self._producer.close()
+            with warnings.catch_warnings():
+                # After a fatal error close()'s own abort fails by design; its RuntimeWarning
+                # would only blur the one clear line the process stops with.
+                if self._dead is not None:
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                self._producer.close()
         except KafkaException as exc:  # a fatal producer may refuse; nothing is left to save
             log.debug("closing the producer: %s", exc.args[0])
 
@@ -250,8 +305,8 @@ class TransactionalSink:
     def _flush(self, timeout: float) -> int:
         try:
             left = int(self._producer.flush(timeout))
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
+        except (KafkaException, SystemError) as exc:
+            err = _kafka_error(exc)
             if classify(err) in (Outcome.FENCED, Outcome.FATAL):
                 raise self._die(err) from None
             raise TransactionAborted(f"flush: {err.str()}") from None
@@ -261,6 +316,15 @@ class TransactionalSink:
 
     def _die(self, err: KafkaError) -> PublisherError:
         """Remember a fatal error: the producer is unusable from here on."""
+        if err.code() == KafkaError._FATAL and self._error_seen is None:
+            # produce() only says "Local: Fatal error"; the cause (fencing, usually) reaches
+            # error_cb, which runs from poll: serve it, so a fenced instance exits 3, not 1.
+            try:
+                self._producer.poll(0.1)
+            except (KafkaException, SystemError) as exc:  # it may raise the fatal error instead
+                self._error_seen = _kafka_error(exc)
+        if err.code() == KafkaError._FATAL and self._error_seen is not None:
+            err = self._error_seen
         self._dead = _fatal(err, self.transactional_id)
         self._open = False
         return self._dead
@@ -283,11 +347,13 @@ class TransactionalSink:
             raise TransactionAborted(f"{op}: {err.str()}")
         raise KafkaFatal(f"{op}: unexpected retriable error outside a retry loop: {err.str()}")
 
-    def _call(self, op: str, fn: Callable[[], object], *, abortable: bool = True) -> None:
+    def _call(self, op: str, fn: Callable[[float], object], *, abortable: bool = True) -> None:
+        """Call ``fn(timeout)`` until it succeeds, retrying retriable errors until the
+        unavailable deadline; ``timeout`` bounds each attempt by what is left of it."""
         deadline = self._monotonic() + self._deadline_s
         while True:
             try:
-                fn()
+                fn(max(0.1, min(self._txn_timeout_s, deadline - self._monotonic())))
                 self.healthy, self.health_detail = True, f"{op} succeeded"
                 return
             except KafkaException as exc:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import re
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from publisher.errors import (
     SourceAuthFailed,
     SourceBusy,
     SourceRequestRejected,
+    SourceTLSFailed,
     SourceUnavailable,
     WindowTooLarge,
 )
@@ -168,7 +170,27 @@ def transport_kind(exc: httpx.RequestError) -> str:
     return "network_error"
 
 
+def _certificate_rejected(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the ssl error sits a few causes/contexts down httpx's chain
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _transport_failure(exc: httpx.RequestError, where: str) -> Failure:
+    if _certificate_rejected(exc) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        # Not transient: the TLS handshake failed before anything (credentials included) was
+        # sent. The stream stops with this one message instead of retrying forever.
+        stopped = SourceTLSFailed(
+            f"{where}: the server's TLS certificate did not verify ({scrub(str(exc))}); "
+            "fix the URL or the trust store (verify_tls stays on)"
+        )
+        stopped.__cause__ = exc
+        return Failure("tls_error", Action.RAISE, stopped)
     kind = transport_kind(exc)
     error = SourceUnavailable(f"{where}: {kind} ({type(exc).__name__}: {scrub(str(exc))})")
     error.__cause__ = exc

@@ -41,6 +41,13 @@ def soak(ci: int, long: int) -> int:
     return long if SOAK else ci
 
 
+def report(test: str, **figures: object) -> None:
+    """One ``FIGURES`` line on stdout (``pytest -s`` shows it): what a fault test tried and
+    checked, for docs/RELIABILITY.md."""
+    shown = " ".join(f"{k}={v}" for k, v in figures.items())
+    print(f"FIGURES {test}: {shown}")  # noqa: T201 - the point of it
+
+
 class FreezableClock:
     """DataConnect's "now": the real time until frozen (then no new row becomes visible)."""
 
