@@ -136,7 +136,10 @@ def test_kill9_mid_transaction_with_records_on_the_broker(
     """Mid-transaction: one window holds the whole history, so one big transaction; the
     process dies once its records are on the broker (the uncommitted end offset is past the
     last stable offset) but before the commit."""
-    rows = soak(8000, 20000)
+    # Big enough that the open transaction outlives the probe's polling: with 8,000 rows the
+    # (faster) publisher sometimes committed before the probe saw it open, and the test then
+    # waited for a transaction that could not come.
+    rows = soak(20000, 40000)
     with setup(
         kafka_bootstrap,
         tmp_path,
