@@ -19,13 +19,10 @@ from pathlib import Path
 import orjson
 
 from publisher.config import Config, load_config
-from publisher.errors import ConfigError, FatalError, PublisherError
+from publisher.errors import EXIT_CONFIG, EXIT_FATAL, ConfigError, PublisherError
 from publisher.logs import configure_logging
 
 log = logging.getLogger("publisher")
-
-EXIT_FATAL = 1
-EXIT_CONFIG = 2
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -217,10 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             sys.stderr.write(f"config error: {line}\n")
         return EXIT_CONFIG
-    except FatalError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_FATAL
-    except PublisherError as exc:
+    except PublisherError as exc:  # FatalError and anything else the commands raise on purpose
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_FATAL
     except KeyboardInterrupt:

@@ -24,6 +24,12 @@ unwrapped at the moment a request body is built.
 
 from __future__ import annotations
 
+#: Process exit codes, one definition for the CLI and the runner (documented in the README).
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+EXIT_FENCED = 3
+
 
 class PublisherError(Exception):
     """Base class of every error the publisher raises on purpose."""

@@ -253,9 +253,6 @@ class TransactionalSink:
             self._replace_producer(exc)
         self._open = False
 
-    def poll(self, timeout: float = 0.0) -> None:
-        self._producer.poll(timeout)
-
     def _replace_producer(self, why: KafkaFatal) -> None:
         log.warning("the transaction could not be aborted (%s); starting a new producer", why)
         # close() would abort and flush without a timeout: drop the old producer instead.

@@ -32,14 +32,22 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from publisher import __version__
-from publisher.checkpoint import latest, stream_id
+from publisher.checkpoint import latest
 from publisher.codec import EntityCodec
 from publisher.config import Config, SourceConfig, utc_now
 from publisher.dataconnect.client import DeltasClient
 from publisher.dataconnect.hooks import ClientHooks
 from publisher.dataconnect.settings import RetrySettings, SourceHTTPSettings
 from publisher.entities import EntitySpec
-from publisher.errors import ConfigError, FatalError, ProducerFenced
+from publisher.errors import (
+    EXIT_CONFIG,
+    EXIT_FATAL,
+    EXIT_FENCED,
+    EXIT_OK,
+    ConfigError,
+    FatalError,
+    ProducerFenced,
+)
 from publisher.health import Check, HealthServer, entities_fresh
 from publisher.kafka import (
     LIBRDKAFKA_LOG,
@@ -64,11 +72,6 @@ from publisher.service import (
 from publisher.windows import WindowSizer
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_CONFIG = 2
-EXIT_FENCED = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,7 +513,3 @@ class Runner:
             port=m.port + self.shard.index if m.port else 0,
         )
         self.health.start()
-
-
-def stream_ids(config: Config) -> list[str]:
-    return [stream_id(s.name, e) for s in config.sources for e in s.entities]

@@ -28,7 +28,6 @@ from publisher.kafka import read_to_end
 from publisher.simulator.app import Simulator
 from publisher.simulator.server import SimulatorServer
 from publisher.simulator.settings import SimulatorSettings
-from publisher.timefmt import parse_timestamp, to_millis
 
 ALL_ENTITIES = ["Customers", "AccountsReceivable", "Activities", "Discussions", "FollowUps"]
 SECRET_ENV = {"DC_CLIENT_SECRET": "simulator-secret", "DC_PASSWORD": "simulator-password"}
@@ -385,12 +384,6 @@ def assert_per_key_order(events: list[Published]) -> None:
             assert a.window_stop <= b.window_stop, f"{key}: windows out of order"
             if a.window_stop == b.window_stop:
                 assert a.change_ms <= b.change_ms, f"{key}: versions out of change-time order"
-
-
-def change_ms_of(row: dict[str, Any]) -> int:
-    moment = parse_timestamp(row.get("RowUpdated") or row["RowInserted"])
-    assert moment is not None
-    return to_millis(moment)
 
 
 def minutes_ago(n: float) -> datetime:
