@@ -210,6 +210,10 @@ class PublisherConfig(_Model):
     schemas_dir: Path = DEFAULT_SCHEMAS_DIR
     #: Windows (of any streams) grouped into one transaction, at most.
     max_windows_per_transaction: int = Field(default=8, ge=1)
+    #: Windows per stream fetched, mapped and encoded ahead of the one being published. While
+    #: catching up, this keeps both the network and the encoder busy during commits; memory
+    #: holds up to this many windows per stream (encoded, about 1 KB per Customers row).
+    prefetch_windows: int = Field(default=2, ge=1, le=8)
 
     @model_validator(mode="after")
     def _check(self) -> PublisherConfig:

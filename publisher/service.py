@@ -1,10 +1,12 @@
 """The service loop: fetch windows, publish them with their checkpoints in one transaction.
 
 One process is one shard: one transactional producer (one ``transactional.id``) and the
-(source, entity) streams assigned to it. Per stream, at most one window is being fetched and at
-most one is waiting to be published, so memory is bounded by two windows per stream whatever
-the backlog. Fetches run on worker threads (HTTP waits release the GIL); mapping, encoding and
-producing run on the loop's thread.
+(source, entity) streams assigned to it. Per stream, at most ``prefetch_windows`` windows are
+being fetched or waiting to be published, in order, so memory is bounded by that many windows
+per stream whatever the backlog. A window is fetched, mapped and Avro-encoded on a worker
+thread (:mod:`publisher.prepare`); the loop's thread only produces and commits. So while the
+loop waits for a commit (the GIL released), the next windows download and encode, and
+bookkeeping never runs twice for one row.
 
 A window's events and the stream's new checkpoint go into one Kafka transaction. Only after
 ``commit`` returns does the in-memory committed state move to the window's end (its watermark).
@@ -18,13 +20,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import itemgetter
-from typing import Any
 
 import orjson
 
@@ -44,6 +44,7 @@ from publisher.errors import (
 from publisher.kafka import TransactionAborted, TransactionalSink
 from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
+from publisher.prepare import Prepared, StreamShape, encode_late, prepare
 from publisher.timefmt import to_millis
 from publisher.windows import Window, WindowSizer, plan_window, split_window
 
@@ -60,10 +61,10 @@ class WindowStillTooLarge(EntityStopped):
 
 @dataclass(slots=True)
 class Fetched:
-    """A window DataConnect answered, waiting to be published."""
+    """A window DataConnect answered, mapped and encoded, waiting to be published."""
 
     window: Window
-    rows: list[dict[str, Any]]
+    prepared: Prepared
     generation: int
     splits: int
     seconds: float
@@ -96,9 +97,12 @@ class Stream:
     key_suffix: str
     # -- loop state --
     next_from: datetime = field(init=False)  # watermark the next window is planned from
-    fetching: Future[Fetched | FetchFailed] | None = None
-    ready: Fetched | None = None
+    #: Windows being fetched or waiting to be published, oldest first (contiguous).
+    pending: deque[Future[Fetched | FetchFailed]] = field(default_factory=deque)
     generation: int = 0
+    #: (generation, digests) of the window prepared last: rows the next window need not
+    #: encode (an overlap re-read). Written by fetch threads, replaced whole, never mutated.
+    recent: tuple[int, frozenset[int]] = (0, frozenset())
     not_before: float = 0.0  # monotonic time before which no new fetch starts
     last_fetch_started: float = float("-inf")
     stopped: str | None = None
@@ -106,6 +110,14 @@ class Stream:
 
     def __post_init__(self) -> None:
         self.next_from = self.committed.watermark
+        self.shape = StreamShape(
+            self.committed.stream,
+            self.mapper,
+            self.codec,
+            self.key_prefix,
+            self.key_suffix,
+            self.headers_base,
+        )
 
     @property
     def id(self) -> str:
@@ -114,8 +126,7 @@ class Stream:
     def reset_to_committed(self) -> None:
         """Forget everything planned after the committed checkpoint (after an abort)."""
         self.generation += 1
-        self.fetching = None
-        self.ready = None
+        self.pending.clear()  # fetches still running finish unseen: their generation is stale
         self.next_from = self.committed.watermark
 
 
@@ -155,10 +166,11 @@ class Publisher:
         self.settle = timedelta(seconds=w.settle_delay_seconds)
         self.min_window = timedelta(seconds=w.min_window_seconds)
         self.poll_interval = w.poll_interval_seconds
+        self.prefetch = config.publisher.prefetch_windows
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, len(self.streams)), thread_name_prefix="fetch"
+            max_workers=max(1, len(self.streams) * self.prefetch), thread_name_prefix="fetch"
         )
         self.transactions_committed = 0
 
@@ -186,7 +198,7 @@ class Publisher:
                 in_batch = {id(s) for s, _ in batch}
                 dirty = [s for s in self.streams if s.status_dirty and id(s) not in in_batch]
                 if batch or dirty:
-                    self._start_fetches()  # the next windows download while these commit
+                    self._start_fetches()  # the next windows download and encode meanwhile
                     self._publish(batch, dirty)
                 else:
                     self._wait()
@@ -198,36 +210,36 @@ class Publisher:
         now = self.clock()
         mono = self.monotonic()
         for s in self.streams:
-            if s.stopped or s.fetching is not None or s.ready is not None or mono < s.not_before:
-                continue
-            window = plan_window(
-                s.next_from,
-                now,
-                origin=s.committed.origin,
-                overlap=self.overlap,
-                settle_delay=self.settle,
-                size=s.sizer.size,
-            )
-            if window is None:
-                continue
-            # Caught up: poll at the configured interval rather than in a tight loop.
-            caught_up = window.new_span < s.sizer.size
-            if caught_up and mono - s.last_fetch_started < self.poll_interval:
-                continue
-            s.last_fetch_started = mono
-            s.next_from = window.stop  # the window's end is fixed now
-            fut = self._pool.submit(self._fetch, s, window, s.generation)
-            fut.add_done_callback(lambda _f: self._wake.set())
-            s.fetching = fut
+            while not s.stopped and len(s.pending) < self.prefetch and mono >= s.not_before:
+                window = plan_window(
+                    s.next_from,
+                    now,
+                    origin=s.committed.origin,
+                    overlap=self.overlap,
+                    settle_delay=self.settle,
+                    size=s.sizer.size,
+                )
+                if window is None:
+                    break
+                # Caught up: poll at the configured interval rather than in a tight loop, and
+                # one window at a time (fetching ahead only pays while catching up).
+                caught_up = window.new_span < s.sizer.size
+                if caught_up and (s.pending or mono - s.last_fetch_started < self.poll_interval):
+                    break
+                s.last_fetch_started = mono
+                s.next_from = window.stop  # the window's end is fixed now
+                fut = self._pool.submit(self._fetch, s, window, s.generation)
+                fut.add_done_callback(lambda _f: self._wake.set())
+                s.pending.append(fut)
 
     def _fetch(self, s: Stream, window: Window, generation: int) -> Fetched | FetchFailed:
-        """Runs on a worker thread. Splits the window on 413 until DataConnect accepts it."""
+        """Runs on a worker thread: fetch (splitting the window on 413 until DataConnect
+        accepts it), then map and encode the rows."""
         splits = 0
         began = time.monotonic()
         while True:
             try:
                 rows = s.client.fetch(s.entity, window.start, window.stop)
-                return Fetched(window, rows, generation, splits, time.monotonic() - began)
             except WindowTooLarge as exc:
                 smaller = split_window(window, self.min_window)
                 if smaller is None:
@@ -240,32 +252,46 @@ class Publisher:
                 splits += 1
             except (RetryableError, EntityStopped) as exc:
                 return FetchFailed(window, exc, generation, splits)
+            else:
+                break
+        # Rows the committed checkpoint or the window prepared just before already hold need no
+        # encoding (the overlap). Only a hint: the loop decides against its own checkpoint.
+        seen_generation, recent = s.recent
+        committed = s.committed.seen.entries  # never mutated once committed
+        skip = recent.union(committed) if seen_generation == generation else committed
+        prepared = prepare(s.shape, window, rows, now_ms=to_millis(self.clock()), skip=skip)
+        del rows  # the parsed rows are garbage now: only the encoded events live on
+        s.recent = (generation, prepared.digests())
+        return Fetched(window, prepared, generation, splits, time.monotonic() - began)
 
     def _take_ready(self) -> list[tuple[Stream, Fetched]]:
-        """Move finished fetches to ``ready`` and return the streams to publish now."""
-        for s in self.streams:
-            fut = s.fetching
-            if fut is None or not fut.done():
-                continue
-            s.fetching = None
-            result = fut.result()
-            if result.generation != s.generation:
-                continue  # fetched before an abort: stale
-            for _ in range(result.splits):
-                self.metrics.window_split(s.source.name, s.entity.name)
-            if result.splits:
-                s.sizer.accepted_after_split(result.window.new_span)
-            if isinstance(result, FetchFailed):
-                self._fetch_failed(s, result)
-                continue
-            s.next_from = result.window.stop
-            s.ready = result
+        """The oldest window of each stream, when it is ready, up to the transaction limit.
+
+        Taking it frees its slot: the next window may be fetched meanwhile.
+        """
         limit = self.config.publisher.max_windows_per_transaction
         batch: list[tuple[Stream, Fetched]] = []
         for s in self.streams:
-            if s.ready is not None and len(batch) < limit:
-                batch.append((s, s.ready))
-                s.ready = None  # frees the slot: the next window may be fetched meanwhile
+            if len(batch) >= limit:
+                break
+            while s.pending and s.pending[0].done() and len(batch) < limit:
+                result = s.pending.popleft().result()
+                for _ in range(result.splits):
+                    self.metrics.window_split(s.source.name, s.entity.name)
+                if result.splits:
+                    s.sizer.accepted_after_split(result.window.new_span)
+                if isinstance(result, FetchFailed):
+                    # Everything planned after it assumed it: drop it all, plan again.
+                    s.pending.clear()
+                    self._fetch_failed(s, result)
+                    break
+                if result.splits:
+                    # A split window stops earlier than planned: later windows went from the
+                    # planned stop, so they are dropped and planned again from the real one.
+                    s.pending.clear()
+                    s.next_from = result.window.stop
+                batch.append((s, result))
+                break  # one window per stream per transaction
         return batch
 
     def _fetch_failed(self, s: Stream, failed: FetchFailed) -> None:
@@ -298,7 +324,7 @@ class Publisher:
             for s, fetched in batch:
                 work = s.committed.copy()
                 result = self._publish_window(s, fetched, work)
-                fetched.rows = []  # produced: free the rows now, not after the whole batch
+                fetched.prepared.events.clear()  # produced: free them now, not after the batch
                 pending.append((s, work, fetched, result))
             for s in dirty:  # state changes (stopped, last error) without a window
                 work = s.committed.copy()
@@ -354,59 +380,41 @@ class Publisher:
     def _publish_window(self, s: Stream, fetched: Fetched, work: Checkpoint) -> WindowResult:
         """Produce one window's events, dead letters and checkpoint into the open transaction."""
         window = fetched.window
+        prepared = fetched.prepared
         start_ms, stop_ms = window.start_ms, window.stop_ms
-        now_ms = to_millis(self.clock())
-        result = WindowResult(rows=len(fetched.rows))
-        self.metrics.rows_fetched(s.source.name, s.entity.name, len(fetched.rows))
-        # Map and encode in one pass, keeping only what producing needs: each record dies
-        # young instead of living for the whole window (memory, and garbage-collector work).
-        # A row an earlier window already published (the overlap) is not encoded at all.
-        seen = work.seen
-        map_row, encode = s.mapper.map, s.codec.encode
-        prepared: list[tuple[int, int, str, str, str, int, bytes | RowRejected | None]] = []
-        rejected: list[tuple[Any, RowRejected]] = []
-        for row in fetched.rows:
-            try:
-                ev = map_row(row, start_ms, stop_ms, now_ms)
-            except RowRejected as exc:
-                rejected.append((row, exc))
-                continue
-            digest = row_digest(ev.key, ev.thumbprint)
-            value: bytes | RowRejected | None = None
-            if digest not in seen:
-                try:
-                    value = encode(ev.record)
-                except RowRejected as exc:
-                    value = exc
-            unknown = len(ev.unknown_fields)
-            prepared.append((ev.change_ms, digest, ev.key, ev.thumbprint, ev.op, unknown, value))
-        # Versions of one key are published in change-time order; the source's order breaks
-        # ties (sort() is stable), whatever order the response had.
-        prepared.sort(key=_change_ms)
+        result = WindowResult(rows=prepared.rows)
+        self.metrics.rows_fetched(s.source.name, s.entity.name, prepared.rows)
+        rejected = prepared.rejected
+        seen = work.seen.entries  # the hot loop skips SeenSet's method calls
         produce = self.sink.produce
         topic = s.topic
         tombstones = self.config.publisher.tombstones
-        for change_ms, digest, key_text, thumbprint, op, unknown, value in prepared:
-            if digest in seen or value is None:  # None: seen before this window
-                result.duplicates += 1
+        by_op = result.by_op
+        change_times = result.change_times_ms
+        duplicates = unknown = 0
+        for event in prepared.events:
+            change_ms, digest, key, value, headers, op, unknown_fields, row = event
+            if digest in seen:  # published by an earlier window (the overlap), or twice here
+                duplicates += 1
                 continue
-            if isinstance(value, RowRejected):  # the encoder refused the record
-                rejected.append((_raw_row(key_text, thumbprint, fetched, s), value))
-                seen.add(digest, stop_ms)
+            if value is None:  # not encoded: the window that had it did not commit after all
+                try:
+                    value = encode_late(s.shape, event, window, to_millis(self.clock()))
+                except RowRejected as exc:
+                    value = exc
+            if type(value) is not bytes:  # the encoder refused the record
+                rejected.append((row, value))  # type: ignore[arg-type]
+                seen[digest] = stop_ms
                 continue
-            key = f"{s.key_prefix}{key_text}{s.key_suffix}".encode()
-            headers: list[tuple[str, str | bytes | None]] = [
-                *s.headers_base,
-                ("dc-op", op.encode()),
-                ("idempotency-key", f"{s.id}/{key_text}/{thumbprint}".encode()),
-            ]
             produce(topic, key, value, headers)
             if tombstones and op == "d":
                 produce(topic, key, None, headers)
-            seen.add(digest, stop_ms)
-            result.by_op[op] += 1
-            result.change_times_ms.append(change_ms)
-            result.unknown_fields += unknown
+            seen[digest] = stop_ms
+            by_op[op] += 1
+            change_times.append(change_ms)
+            unknown += unknown_fields
+        result.duplicates = duplicates
+        result.unknown_fields = unknown
         for row, why in rejected:
             raw = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
             # Bad rows re-read in the overlap are dead-lettered once, like good ones.
@@ -414,7 +422,7 @@ class Publisher:
             if digest in seen:
                 result.duplicates += 1
                 continue
-            seen.add(digest, stop_ms)
+            seen[digest] = stop_ms
             produce(
                 self.config.publisher.dead_letter_topic,
                 s.id.encode(),
@@ -437,7 +445,7 @@ class Publisher:
         # forgets what no later window can return. Committed with the events, or not at all.
         work.watermark = window.stop
         next_start = max(window.stop - self.overlap, work.origin)
-        seen.prune(to_millis(next_start))
+        work.seen.prune(to_millis(next_start))
         work.rows_published += sum(result.by_op.values())
         work.window_size_seconds = s.sizer.size.total_seconds()
         work.last_error = None
@@ -446,21 +454,6 @@ class Publisher:
         work.publisher_version = __version__
         produce(self.config.publisher.checkpoint_topic, s.id.encode(), work.encode())
         return result
-
-
-#: Sort key of a prepared event: its change time.
-_change_ms = itemgetter(0)
-
-
-def _raw_row(key: str, thumbprint: str, fetched: Fetched, s: Stream) -> Any:
-    """The source row of an event whose encoding failed (found by key and thumbprint)."""
-    key_field = s.entity.key_field
-    for row in fetched.rows:
-        if row.get("RowThumbprint") == thumbprint and str(row.get(key_field)).lower() == (
-            key.lower()
-        ):
-            return row
-    return {"key": key, "RowThumbprint": thumbprint}
 
 
 def key_affixes(template: str, source: str, entity: str) -> tuple[str, str]:

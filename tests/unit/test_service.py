@@ -51,6 +51,8 @@ class FakeDataConnect:
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
         self.requests: list[tuple[str, str]] = []
+        self.max_rows = len(rows)  # more rows than this in one window: 413
+        self.fail_next = 0  # the next N data requests fail with a 400
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/oauth2/token":
@@ -63,6 +65,11 @@ class FakeDataConnect:
         stop = datetime.fromisoformat(q["StopDate"][0]).replace(tzinfo=UTC)
         self.requests.append((q["StartDate"][0], q["StopDate"][0]))
         body = [r for r in self.rows if start <= change_time(r) < stop]
+        if len(body) > self.max_rows:
+            return httpx.Response(413, json={"Error": True, "Message": "too many rows"})
+        if self.fail_next:
+            self.fail_next -= 1
+            return httpx.Response(400, json={"Error": True, "Message": "bad request"})
         return httpx.Response(200, content=orjson.dumps(body))
 
 
@@ -109,7 +116,9 @@ class FakeSink:
         return [r for txn in self.committed for r in txn if r[0] == topic]
 
 
-def make_config(publisher: dict[str, Any] | None = None, **windows: Any) -> Any:
+def make_config(
+    publisher: dict[str, Any] | None = None, source: dict[str, Any] | None = None, **windows: Any
+) -> Any:
     return parse_config(
         {
             "publisher": {"transactional_id": "unit", **(publisher or {})},
@@ -132,6 +141,7 @@ def make_config(publisher: dict[str, Any] | None = None, **windows: Any) -> Any:
                     "username": "u",
                     "password": "unit-password",
                     "entities": ["Customers"],
+                    **(source or {}),
                 }
             ],
         },
@@ -139,13 +149,18 @@ def make_config(publisher: dict[str, Any] | None = None, **windows: Any) -> Any:
     )
 
 
-def run_until_caught_up(config: Any, fake: FakeDataConnect, sink: FakeSink) -> Publisher:
-    metrics = PublisherMetrics(CollectorRegistry(), clock=lambda: NOW)
+def new_streams(config: Any, handler: Any) -> tuple[list[Any], PublisherMetrics]:
     from publisher.runner import Shard
 
-    streams = build_streams(
-        config, config.entity_specs(), Shard(), metrics, transport=httpx.MockTransport(fake)
+    metrics = PublisherMetrics(CollectorRegistry(), clock=lambda: NOW)
+    transport = httpx.MockTransport(handler)
+    return build_streams(config, config.entity_specs(), Shard(), metrics, transport=transport), (
+        metrics
     )
+
+
+def run_streams(config: Any, streams: list[Any], sink: FakeSink, metrics: Any) -> Publisher:
+    """Run the loop on a thread until every stream's watermark reaches NOW."""
     publisher = Publisher(config, streams, sink, metrics, clock=lambda: NOW)  # type: ignore[arg-type]
 
     def stop_when_caught_up(_streams: Any) -> None:
@@ -158,6 +173,11 @@ def run_until_caught_up(config: Any, fake: FakeDataConnect, sink: FakeSink) -> P
     thread.join(30)
     assert not thread.is_alive(), "publisher did not catch up"
     return publisher
+
+
+def run_until_caught_up(config: Any, fake: FakeDataConnect, sink: FakeSink) -> Publisher:
+    streams, metrics = new_streams(config, fake)
+    return run_streams(config, streams, sink, metrics)
 
 
 def published_thumbprints(sink: FakeSink, config: Any) -> Counter[str]:
@@ -188,6 +208,70 @@ def test_every_row_once_despite_overlap_and_aborted_transactions() -> None:
     assert any(start.endswith("T00:50:00.000") for start, _ in fake.requests)
     last = Checkpoint.decode(sink.records("dataconnect.checkpoints")[-1][2] or b"")
     assert last.watermark == NOW
+
+
+def spread_rows(n: int) -> list[dict[str, Any]]:
+    """``n`` rows over the first five hours, five keys, with several versions per key."""
+    return [customer(m * 300 / n, f"00000000-0000-0000-0000-{m % 5:012d}") for m in range(n)]
+
+
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_split_windows_while_fetching_ahead_leave_no_gap(prefetch: int) -> None:
+    # Windows planned after one that DataConnect splits (413) went from its planned stop;
+    # they must be planned again from where the split window really stopped.
+    rows = spread_rows(60)
+    fake = FakeDataConnect(rows)
+    fake.max_rows = 4
+    sink = FakeSink()
+    config = make_config({"prefetch_windows": prefetch}, min_window_seconds=1)
+    run_until_caught_up(config, fake, sink)
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
+
+
+def test_a_failed_fetch_drops_the_windows_planned_after_it() -> None:
+    rows = spread_rows(40)
+    fake = FakeDataConnect(rows)
+    sink = FakeSink()
+    config = make_config({"prefetch_windows": 3}, {"max_attempts": 1})
+    original = fake.__call__
+
+    def fail_third_window(request: httpx.Request) -> httpx.Response:
+        if len(fake.requests) == 2 and not request.url.path.endswith("/token"):
+            fake.requests.append(("failed", "failed"))
+            return httpx.Response(503, json={"Error": True, "Message": "try later"})
+        return original(request)
+
+    streams, metrics = new_streams(config, fail_third_window)
+    run_streams(config, streams, sink, metrics)
+    assert ("failed", "failed") in fake.requests
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
+
+
+def test_rows_a_stale_hint_said_to_skip_are_still_published(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fetch thread skips encoding rows that the window before most likely published; if
+    # that window never committed, the loop encodes them itself.
+    from publisher import service
+    from publisher.checkpoint import row_digest
+
+    rows = spread_rows(30)
+    late: list[int] = []
+    real_encode_late = service.encode_late
+
+    def counting(*args: Any) -> bytes:
+        late.append(1)
+        return real_encode_late(*args)
+
+    monkeypatch.setattr(service, "encode_late", counting)
+    config = make_config()
+    fake, sink = FakeDataConnect(rows), FakeSink()
+    streams, metrics = new_streams(config, fake)
+    hint = frozenset(row_digest(r["CustomerID"], r["RowThumbprint"]) for r in rows)
+    streams[0].recent = (0, hint)  # a hint from a window that was never committed
+    run_streams(config, streams, sink, metrics)
+    assert late, "the hint was not used"
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
 
 
 def test_versions_of_a_key_follow_change_time_even_if_the_source_shuffles() -> None:

@@ -1,0 +1,134 @@
+"""Turn a fetched window's rows into what producing needs: keys, Avro values and headers.
+
+This is the CPU-heavy half of publishing (mapping and Avro encoding), and it runs on the fetch
+thread that downloaded the window, not on the loop's thread. The loop can then spend its
+time producing and committing: while it waits for the broker to commit one window (the GIL is
+released meanwhile), the next window is already being mapped and encoded.
+
+Preparing is pure: it reads the rows, the stream's mapper and codec, and a set of digests to
+skip, and touches no shared state. Whether an event is a duplicate is decided later, by the
+loop, against the checkpoint of the transaction it goes into; ``skip`` only saves the encoding
+of rows that an earlier window most likely published. Such a row keeps its source row, so the
+loop can still encode it if that earlier window turns out not to have committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from publisher.checkpoint import row_digest
+from publisher.codec import EntityCodec
+from publisher.errors import RowRejected
+from publisher.mapping import RowMapper
+from publisher.windows import Window
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+class Event(NamedTuple):
+    """One row, ready to produce (or to dead-letter)."""
+
+    change_ms: int
+    digest: int
+    key: bytes
+    #: The message value; None when the row was skipped (see ``row``); RowRejected when the
+    #: encoder refused the record (the row dead-letters).
+    value: bytes | RowRejected | None
+    headers: Headers
+    op: str
+    unknown_fields: int
+    #: The source row, kept only when ``value`` is not bytes: to encode it late or to put it
+    #: in a dead letter. Otherwise None, so the parsed row is freed right away.
+    row: Any
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A window's events in publishing order, and the rows the mapper refused."""
+
+    window: Window
+    rows: int
+    events: list[Event] = field(default_factory=list)
+    rejected: list[tuple[Any, RowRejected]] = field(default_factory=list)
+
+    def digests(self) -> frozenset[int]:
+        return frozenset(e.digest for e in self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamShape:
+    """What every event of one stream shares: its mapper, codec, key affixes and headers."""
+
+    stream_id: str
+    mapper: RowMapper
+    codec: EntityCodec
+    key_prefix: str
+    key_suffix: str
+    headers_base: tuple[tuple[str, bytes], ...]
+
+
+_OP_BYTES = {"c": b"c", "u": b"u", "d": b"d"}
+_new_event = tuple.__new__
+#: Sort key of an event: its change time.
+_change_ms = itemgetter(0)
+
+
+def prepare(
+    shape: StreamShape,
+    window: Window,
+    rows: list[Any],
+    *,
+    now_ms: int,
+    skip: Container[int] = frozenset(),
+) -> Prepared:
+    """Map and encode ``rows`` of ``window``; ``now_ms`` becomes each envelope's ``ts_ms``.
+
+    Events come out in change-time order: versions of one key are published oldest first,
+    and the response's own order breaks ties (the sort is stable).
+    """
+    start_ms, stop_ms = window.start_ms, window.stop_ms
+    map_row, encode = shape.mapper.map, shape.codec.encode
+    prefix, suffix, sid = shape.key_prefix, shape.key_suffix, shape.stream_id
+    base = shape.headers_base
+    out = Prepared(window, len(rows))
+    events, rejected = out.events, out.rejected
+    for row in rows:
+        try:
+            ev = map_row(row, start_ms, stop_ms, now_ms)
+        except RowRejected as exc:
+            rejected.append((row, exc))
+            continue
+        key_text, thumbprint, op = ev.key, ev.thumbprint, ev.op
+        digest = row_digest(key_text, thumbprint)
+        value: bytes | RowRejected | None = None
+        kept = row
+        if digest not in skip:
+            try:
+                value = encode(ev.record)
+                kept = None
+            except RowRejected as exc:
+                value = exc
+        headers: Headers = [
+            *base,
+            ("dc-op", _OP_BYTES[op]),
+            ("idempotency-key", f"{sid}/{key_text}/{thumbprint}".encode()),
+        ]
+        key = f"{prefix}{key_text}{suffix}".encode()
+        # tuple.__new__ directly: NamedTuple's generated __new__ is a Python-level call.
+        events.append(
+            _new_event(
+                Event,
+                (ev.change_ms, digest, key, value, headers, op, len(ev.unknown_fields), kept),
+            )
+        )
+    events.sort(key=_change_ms)
+    return out
+
+
+def encode_late(shape: StreamShape, event: Event, window: Window, now_ms: int) -> bytes:
+    """The value of an event whose encoding ``prepare`` skipped. Raises RowRejected."""
+    ev = shape.mapper.map(event.row, window.start_ms, window.stop_ms, now_ms)
+    return shape.codec.encode(ev.record)
