@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 PREFIX = "dataconnect_publisher"
 
@@ -157,6 +160,67 @@ class _StreamCollector:
         return (watermark, lag, last_commit, state)
 
 
+@dataclass(slots=True)
+class _LagSeries:
+    cumulative: list[int]  # rows with a lag at most each bound
+    count: int = 0
+    sum_ms: int = 0
+
+
+class _LagHistogram:
+    """``event_lag_seconds``, fed one committed window at a time.
+
+    A prometheus_client Histogram takes a lock and loops over its 20 buckets in Python for
+    every ``observe``: about 2% of the publisher's CPU at one observation per row. A window's
+    lags are a sort and one bisection per bucket instead; the exposition is the same.
+    """
+
+    def __init__(self, name: str, doc: str, buckets: Sequence[float]) -> None:
+        self._name = name
+        self._doc = doc
+        self._bounds = tuple(float(b) for b in buckets)
+        # The exposition's own spelling of bounds (le="60.0"), as prometheus_client's Histogram.
+        go = cast("Callable[[float], str]", floatToGoString)  # untyped in prometheus_client
+        self._labels = [go(b) for b in self._bounds]
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str], _LagSeries] = {}
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._series.setdefault(key, _LagSeries([0] * len(self._bounds)))
+
+    def observe_window(
+        self, key: tuple[str, str], commit_ms: int, change_times_ms: Sequence[int]
+    ) -> int:
+        """Record ``commit_ms - t`` for each change time ``t`` (clamped at zero); returns how
+        many were in the future. Integer milliseconds throughout, so the sum is exact."""
+        times = sorted(change_times_ms)
+        n = len(times)
+        past = bisect_right(times, commit_ms)  # t <= commit_ms: a lag of zero or more
+        # lag <= bound  <=>  t >= commit_ms - 1000 * bound  (future rows count as lag 0)
+        within = [n - bisect_left(times, commit_ms - 1000.0 * b) for b in self._bounds]
+        lag_sum_ms = past * commit_ms - sum(times[:past])
+        with self._lock:
+            series = self._series.setdefault(key, _LagSeries([0] * len(self._bounds)))
+            series.cumulative = [a + b for a, b in zip(series.cumulative, within, strict=True)]
+            series.count += n
+            series.sum_ms += lag_sum_ms
+        return n - past
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self._name, self._doc, labels=["source", "entity"])]
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self._name, self._doc, labels=["source", "entity"])
+        with self._lock:
+            series = sorted((k, _LagSeries(list(v.cumulative), v.count, v.sum_ms))
+                            for k, v in self._series.items())  # fmt: skip
+        for key, s in series:
+            buckets = [*zip(self._labels, s.cumulative, strict=True), ("+Inf", s.count)]
+            family.add_metric(list(key), buckets, s.sum_ms / 1000.0)
+        return [family]
+
+
 class PublisherMetrics:
     """All publisher metrics on one registry; the service calls the small methods below.
 
@@ -251,12 +315,12 @@ class PublisherMetrics:
         self._window_rows = histogram(
             "window_rows", "Rows in each committed window.", stream, WINDOW_ROWS_BUCKETS
         )
-        self._event_lag = histogram(
-            "event_lag_seconds",
+        self._event_lag = _LagHistogram(
+            f"{PREFIX}_event_lag_seconds",
             "From a row's change time at the source to the commit of its event.",
-            stream,
             EVENT_LAG_BUCKETS,
         )
+        registry.register(self._event_lag)
         self._future_rows = counter(
             "future_change_times_total",
             "Rows whose change time was after their commit: clock skew or a wrong source zone.",
@@ -289,8 +353,9 @@ class PublisherMetrics:
             counter.labels(*key)
         for op in OPS:
             self._events.labels(*key, op)
-        for hist in (self._http_seconds, self._window_span, self._window_rows, self._event_lag):
+        for hist in (self._http_seconds, self._window_span, self._window_rows):
             hist.labels(*key)
+        self._event_lag.add(key)
         with self._streams.lock:
             s = self._streams.stream(*key)
             if watermark is not None:
@@ -341,15 +406,8 @@ class PublisherMetrics:
             self._dead_letters.labels(*key, _code("reason", reason)).inc(n)
         self._window_span.labels(*key).observe(window_seconds)
         self._window_rows.labels(*key).observe(rows)
-        lag = self._event_lag.labels(*key)
-        commit_ms = committed.timestamp() * 1000.0
-        future = 0
-        for changed_ms in change_times_ms:
-            seconds = (commit_ms - changed_ms) / 1000.0
-            if seconds < 0:
-                future += 1
-                seconds = 0.0
-            lag.observe(seconds)
+        commit_ms = round(committed.timestamp() * 1000.0)
+        future = self._event_lag.observe_window(key, commit_ms, change_times_ms)
         if future:
             self._future_rows.labels(*key).inc(future)
         with self._streams.lock:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -396,3 +398,46 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(exprs)} rules found" in result.stdout
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    windows=st.lists(
+        st.lists(st.integers(min_value=-(10**9), max_value=10**6), max_size=40), max_size=4
+    )
+)
+def test_event_lag_histogram_equals_one_observation_per_row(windows: list[list[int]]) -> None:
+    # The lag histogram is fed a window at a time; it must expose what a prometheus_client
+    # Histogram fed one observe() per row exposes (offsets are ms before/after the commit).
+    from prometheus_client import Histogram
+
+    from publisher.metrics import EVENT_LAG_BUCKETS
+
+    commit_ms = ms(T0)
+    ours, reference = CollectorRegistry(), CollectorRegistry()
+    metrics = PublisherMetrics(ours, clock=lambda: T0)
+    naive = Histogram("lag", "", registry=reference, buckets=EVENT_LAG_BUCKETS)
+    metrics.add_entity("s", "e")  # the series exist at zero before the first window
+    for offsets in windows:
+        metrics.window_committed(
+            "s", "e", rows=len(offsets), by_op={}, duplicates=0, dead_letters_by_reason={},
+            watermark=T0, window_seconds=1, commit_time=T0,
+            change_times_ms=[commit_ms - o for o in offsets],
+        )  # fmt: skip
+        for o in offsets:
+            naive.observe(max(0.0, o / 1000.0))
+
+    def samples(registry: CollectorRegistry, name: str) -> dict[str, float]:
+        return {
+            f"{s.name.rsplit('_', 1)[-1]}{s.labels.get('le', '')}": s.value
+            for family in registry.collect()
+            if family.name == name
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    got = samples(ours, "dataconnect_publisher_event_lag_seconds")
+    want = samples(reference, "lag")
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, abs=1e-6), k
