@@ -36,6 +36,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from publisher.runner import Runner, Shard  # noqa: PLC0415 - keep `--help` fast
 
     config = _load(args)
+    if args.shard or config.publisher.shards == 1:  # a publishing process, before any thread
+        from publisher import malloc  # noqa: PLC0415
+
+        log.debug("malloc settings: %s", malloc.tune() or "unchanged")
     if args.shard:
         index, _, count = args.shard.partition("/")
         return Runner(config, shard=Shard(int(index), int(count))).run()
