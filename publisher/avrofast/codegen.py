@@ -2,10 +2,16 @@
 
 The generated code has no per-value type dispatch beyond ``type(v) is X`` tests and no union
 resolution at run time: every union is compiled into the branch choice fastavro would make
-(see :mod:`publisher.avrofast.branches`). Each named record becomes one function
-``_rN(out, d)`` appending to the bytearray ``out``. Anything the code does not expect raises
-:class:`Unfit` and the caller encodes the record with fastavro instead, so the fast path only
-ever writes bytes fastavro would write.
+(see :mod:`publisher.avrofast.branches`). The code appends to the bytearray ``out``; a record
+type the schema holds in one or two places (a change event's row, its source block) is written
+inline there, any other becomes one function ``_rN(out, d)``. Ints and longs are written with
+inline table lookups, never a call. Anything the code does not expect raises :class:`Unfit`
+and the caller encodes the record with fastavro instead, so the fast path only ever writes
+bytes fastavro would write.
+
+Measured, not guessed (``bench/encode_ceiling.py``): in CPython a call, an attribute lookup or
+a live local costs about as much as the work of writing a field, hence the inlining, the one
+``itemgetter`` call per record and the few reused scratch names.
 
 Schema-controlled text enters the source only as ``repr()`` literals (field names); every other
 schema-derived value (defaults, enum tables, logical-type writers) is passed in the namespace.
@@ -18,17 +24,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from functools import cache
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
 from fastavro.logical_writers import LOGICAL_WRITERS
 
-from publisher.avrofast.branches import FAST_TYPES, Choice, Guard, NoneType, Plan, plan, type_name
+from publisher.avrofast.branches import (
+    FAST_TYPES,
+    Choice,
+    Guard,
+    NoneType,
+    Plan,
+    Take,
+    plan,
+    type_name,
+)
 from publisher.avrofast.wire import (
+    GROUP,
+    GROUP_EVEN,
     INT_MAX,
     INT_MIN,
     LONG_MAX,
     LONG_MIN,
+    SMALL,
+    SMALL_EVEN,
+    SMALL_ODD,
     long_bytes,
     pack_double,
     pack_float,
@@ -92,7 +114,7 @@ class Generated:
 
 def generate(schema: Any, named: dict[str, Any]) -> Generated:
     """Source for an encoder of ``schema`` (parsed by fastavro, with its named types)."""
-    gen = _Generator(named)
+    gen = _Generator(named, _record_uses(schema, named))
     body = gen.value(schema, "d", validated=False)
     entry = ["def _encode(out, d):", "    ap = out.append", *_indent(body)]
     source = "\n\n\n".join([*gen.functions, "\n".join(entry)]) + "\n"
@@ -105,9 +127,23 @@ def _indent(lines: list[str], depth: int = 1) -> list[str]:
 
 
 class _Generator:
-    def __init__(self, named: dict[str, Any]) -> None:
+    """Builds the source; every value and loop variable gets a name of its own (``_tmp``).
+
+    The scratch names ``t`` (a value's type), ``w`` (a converted value), ``u`` (``~n``) and
+    ``b`` (encoded text) are shared instead: each is read only before any code that could set
+    it again (``t`` by the type tests of its if/elif chain, the others by the lines right
+    after), and sharing them frees each encoded string as soon as it is copied and keeps the
+    frame small, which measurably speeds up the generated code. Likewise the field variables
+    of an inline record are reused by the inline records after it.
+    """
+
+    def __init__(self, named: dict[str, Any], uses: dict[str, int]) -> None:
         self._named = named
+        self._uses = uses
+        self._inlining: set[str] = set()
+        self._copies = 1  # how many copies of the code being generated the source will hold
         self._counter = 0
+        self._free: list[str] = []  # field variables of inlined records already written
         self._records: dict[tuple[str, bool], str] = {}
         self._enums: dict[str, str] = {}
         self._headers: dict[bytes, str] = {}
@@ -115,6 +151,11 @@ class _Generator:
         self.namespace: dict[str, Any] = {
             "_Unfit": Unfit,
             "_varint": varint,
+            "_vS": SMALL,
+            "_vG": GROUP,
+            "_vS0": SMALL_EVEN,
+            "_vS1": SMALL_ODD,
+            "_vG0": GROUP_EVEN,
             "_pf": pack_float,
             "_pd": pack_double,
             **{name: t for t, name in _TYPE_NAMES.items() if name.startswith("_")},
@@ -159,7 +200,7 @@ class _Generator:
         tvar = f"type({var})"
         lines: list[str] = []
         if len(typed) > 1:
-            tvar = self._tmp("t")
+            tvar = "t"  # scratch: see _Generator
             lines.append(f"{tvar} = type({var})")
         for n, (_, _, pytype, p) in enumerate(cases):
             test = f"{var} is None" if pytype is NoneType else f"{tvar} is {_TYPE_NAMES[pytype]}"
@@ -169,6 +210,10 @@ class _Generator:
 
     def _plan(self, p: Plan, site: _Site) -> list[str]:
         lines: list[str] = []
+        if p.final is None and len(p.guarded) == 1 and p.guarded[0].take in _RANGE_TAKES:
+            # An int/long writer checks the range itself (see _long), and failing it raises
+            # Unfit just as this plan's "else" would: no separate guard needed.
+            return self._choose(p.guarded[0], site)
         for n, choice in enumerate(p.guarded):
             schema = self.resolve(site.branches[choice.index])
             guard = choice.take.guard if choice.take else None
@@ -207,12 +252,13 @@ class _Generator:
         if take is not None and take.convert is not None:
             # fastavro converts with its own logical writer; so do we, then check the result.
             expected = _TYPE_NAMES[_CONVERTED_TYPE[kind]]
-            converted = self._tmp("w")
+            converted = "w"  # scratch
             writer = self._const(LOGICAL_WRITERS[take.convert], "_lw")
             lines.append(f"{converted} = {writer}({var}, {self._const(schema, '_s')})")
             check = f"type({converted}) is {expected}"
-            if take.guard is not None:
+            if take.guard is not None and take.guard not in _RANGE_GUARDS:
                 check += f" and {self._guard(take.guard, converted, schema)}"
+            # (An int/long range guard is left to the writer, which raises Unfit as well.)
             lines += [f"if not ({check}):", "    raise _Unfit"]
             var = converted
         prefix = long_bytes(choice.index) if site.indexed else b""
@@ -221,7 +267,7 @@ class _Generator:
         if kind == "bytes":
             return [*lines, *self._bytes(var, prefix)]
         if prefix:
-            lines.append(f"ap({prefix[0]})" if len(prefix) == 1 else f"out += {prefix!r}")
+            lines.append(_put(prefix))
         lines += self._write(schema, var, site.validated)
         return lines or ["pass"]
 
@@ -234,14 +280,7 @@ class _Generator:
         if kind == "boolean":
             return [f"ap({var})"]
         if kind in ("int", "long"):
-            z = self._tmp("z")
-            return [
-                f"{z} = ({var} << 1) ^ ({var} >> 63)",
-                f"if {z} < 128:",
-                f"    ap({z})",
-                "else:",
-                f"    out += _varint({z})",
-            ]
+            return self._long(schema, var)
         if kind == "float":
             # Same bytes as fastavro's C cast, NaN payloads included; a double too large for a
             # float makes struct raise where C gives inf, and the record goes to fastavro.
@@ -260,32 +299,64 @@ class _Generator:
             return self._array(schema, var, validated)
         if kind == "map":
             return self._map(schema, var, validated)
-        return [f"{self._record(schema, validated)}(out, {var})"]
+        return self._record(schema, validated, var)
+
+    def _long(self, schema: Any, var: str) -> list[str]:
+        """Lines writing the int or long ``var``; Unfit if it is out of the type's range.
+
+        The varint is read off ``var`` (or ``~var`` when negative) with the tables of
+        :mod:`~publisher.avrofast.wire`, never computing the zig-zag, and its size cases
+        double as the range check: ``var`` and ``~var`` are below ``2**63`` (``2**31`` for an
+        int) exactly when ``var`` is in range.
+        """
+        limit = 1 << 31 if type_name(schema) == "int" else 1 << 63
+        cases = _even_varint(var, limit)
+        lines: list[str] = []
+        if isinstance(schema, dict) and schema.get("logicalType") in _MILLIS and len(cases) > 3:
+            # Every millisecond timestamp from 1970-01-02 to 2039-09 takes this case (a 5- or
+            # 6-byte varint): test it first (and, having failed it, not again).
+            low, high, body = cases.pop(2)
+            lines += [f"if {low:#x} <= {var} < {high:#x}:", *_indent(body)]
+        lines += [f"{'elif' if lines else 'if'} {var} >= 0:"]
+        for n, (_, high, body) in enumerate(cases):
+            lines += [f"    {'elif' if n else 'if'} {var} < {high:#x}:", *_indent(body, 2)]
+        u = "u"  # scratch
+        return [
+            *lines,
+            "    else:",
+            "        raise _Unfit",
+            "else:",
+            f"    {u} = ~{var}",
+            f"    if {u} < 0x2000:",
+            f"        out += _vS1[{u}]",
+            f"    elif {u} < {limit:#x}:",  # rare: no inline code
+            f"        out += _varint({u} << 1 | 1)",
+            "    else:",
+            "        raise _Unfit",
+        ]
 
     def _length(self, n: str, prefix: bytes = b"") -> list[str]:
-        """Lines writing ``prefix`` (a union index) and the length ``n`` as a long."""
-        if not prefix:
-            return [f"if {n} < 64:", f"    ap({n} << 1)", "else:", f"    out += _varint({n} << 1)"]
-        # Union index and a short length in one append: most strings are shorter than 64.
+        """Lines writing ``prefix`` (a union index) and the length ``n`` as a long.
+
+        One lookup in a table of the encodings of every length below 2**13 (after the prefix)
+        covers nearly all of them; the zero-cost ``try`` is cheaper than a size test.
+        """
         if prefix not in self._headers:
-            table = tuple(prefix + bytes((i << 1,)) for i in range(64))
-            self._headers[prefix] = self._const(table, "_h")
-        headers = self._headers[prefix]
+            self._headers[prefix] = self._const(_length_table(prefix), "_h")
         return [
-            f"if {n} < 64:",
-            f"    out += {headers}[{n}]",
-            "else:",
-            f"    out += {prefix!r}",
+            "try:",
+            f"    out += {self._headers[prefix]}[{n}]",
+            "except IndexError:",
+            *([f"    {_put(prefix)}"] if prefix else []),
             f"    out += _varint({n} << 1)",
         ]
 
     def _string(self, var: str, prefix: bytes = b"") -> list[str]:
-        b, n = self._tmp("b"), self._tmp("n")
-        return [f"{b} = {var}.encode()", f"{n} = len({b})", *self._length(n, prefix), f"out += {b}"]
+        b = "b"  # scratch
+        return [f"{b} = {var}.encode()", *self._length(f"len({b})", prefix), f"out += {b}"]
 
     def _bytes(self, var: str, prefix: bytes = b"") -> list[str]:
-        n = self._tmp("n")
-        return [f"{n} = len({var})", *self._length(n, prefix), f"out += {var}"]
+        return [*self._length(f"len({var})", prefix), f"out += {var}"]
 
     def _array(self, schema: Any, var: str, validated: bool) -> list[str]:
         n, item = self._tmp("n"), self._tmp("x")
@@ -314,7 +385,25 @@ class _Generator:
             "ap(0)",
         ]
 
-    def _record(self, schema: Any, validated: bool) -> str:
+    def _record(self, schema: Any, validated: bool, var: str) -> list[str]:
+        """Lines writing the record ``var`` (a dict): inline if the schema holds this record
+        type only here, else a call to its function (one per record type, so recursive and
+        shared types cost their code once)."""
+        name = str(schema["name"])
+        copies = self._copies * self._uses.get(name, _INLINE_COPIES + 1)
+        if copies <= _INLINE_COPIES and name not in self._inlining:
+            # A self-reference (only a recursive type has one) gets the function instead.
+            outer, self._copies = self._copies, copies
+            self._inlining.add(name)
+            lines, variables = self._fields(schema, validated, var)
+            self._inlining.discard(name)
+            self._copies = outer
+            # Written: its field variables are free for the code after it (fewer locals).
+            self._free += reversed(variables)
+            return lines
+        return [f"{self._function(schema, validated)}(out, {var})"]
+
+    def _function(self, schema: Any, validated: bool) -> str:
         key = (str(schema["name"]), validated)
         if key in self._records:
             return self._records[key]
@@ -322,21 +411,106 @@ class _Generator:
         fn = f"_r{len(self._records)}_{stem}{'_v' if validated else ''}"
         self._records[key] = fn  # registered first: recursive schemas call themselves
         lines = [f"def {fn}(out, d):", "    ap = out.append"]
+        outer, self._copies = self._copies, 1  # a function body is written once
+        lines += _indent(self._fields(schema, validated, "d")[0] or ["pass"])
+        self._copies = outer
+        self.functions.append("\n".join(lines))
+        return fn
+
+    def _fields(self, schema: Any, validated: bool, d: str) -> tuple[list[str], list[str]]:
+        """Lines writing the fields of the record ``d`` (a dict), and the variables they use."""
+        lines: list[str] = []
         if validated:
             # fastavro's validator refuses a record whose "-type" names another record.
-            lines += ['    if "-type" in d:', "        raise _Unfit"]
-        lines.append("    get = d.get")
-        for fld in schema["fields"]:
+            lines += [f'if "-type" in {d}:', "    raise _Unfit"]
+        fields = schema["fields"]
+        names = [fld["name"] for fld in fields]
+        # All before any field is written: a record written inline reuses freed variables,
+        # which must not include one this record has yet to write.
+        variables = [self._free.pop() if self._free else self._tmp("v") for _ in fields]
+        fetch: list[str] = []
+        body: list[str] = []
+        for fld, v in zip(fields, variables, strict=True):
             name, ftype = fld["name"], fld["type"]
-            v = self._tmp("v")
             if fld.get("default") is not None:
-                lines.append(f"    {v} = get({name!r}, {self._const(fld['default'], '_d')})")
+                fetch.append(f"{v} = {d}.get({name!r}, {self._const(fld['default'], '_d')})")
             elif "default" in fld or "null" in ftype:
-                lines.append(f"    {v} = get({name!r})")
+                fetch.append(f"{v} = {d}.get({name!r})")
             else:
                 # fastavro refuses a missing field that has no default and no "null" in its
                 # type; a KeyError sends the record to fastavro for that error.
-                lines.append(f"    {v} = d[{name!r}]")
-            lines += _indent(self.value(ftype, v, validated))
-        self.functions.append("\n".join(lines))
-        return fn
+                fetch.append(f"{v} = {d}[{name!r}]")
+            body += self.value(ftype, v, validated)
+        if len(names) > 1:
+            # Rows usually carry every field: fetch them all in one C call (an itemgetter)
+            # rather than one .get() each, and only when one is missing field by field.
+            getter = self._const(itemgetter(*names), "_ig")
+            fetch = [
+                "try:",
+                f"    {', '.join(variables)} = {getter}({d})",
+                "except KeyError:",
+                *_indent(fetch),
+            ]
+        return lines + fetch + body, variables
+
+
+def _record_uses(schema: Any, named: dict[str, Any]) -> dict[str, int]:
+    """How many places of ``schema`` hold each record type (its definition or a reference)."""
+    uses: dict[str, int] = {}
+
+    def walk(s: Any) -> None:
+        if isinstance(s, str):
+            if s in named:
+                uses[s] = uses.get(s, 0) + 1
+        elif isinstance(s, list):
+            for branch in s:
+                walk(branch)
+        elif s["type"] in ("record", "error"):
+            uses[s["name"]] = uses.get(s["name"], 0) + 1
+            for fld in s["fields"]:
+                walk(fld["type"])
+        elif s["type"] == "array":
+            walk(s["items"])
+        elif s["type"] == "map":
+            walk(s["values"])
+
+    walk(named[schema] if isinstance(schema, str) and schema in named else schema)
+    return uses
+
+
+#: Record types held in at most this many places of a schema are written inline there, not
+#: by a call to a function: a call, with the frame of a record's many locals, costs as much as
+#: writing a dozen fields. Two covers a change event's "before" and "after".
+_INLINE_COPIES = 2
+#: Range guards the int/long writer enforces itself (see _Generator._long).
+_RANGE_GUARDS = frozenset({Guard.INT, Guard.LONG})
+_RANGE_TAKES = frozenset(Take(g) for g in _RANGE_GUARDS)
+#: Logical types whose values are usually 6-byte varints (milliseconds since 1970).
+_MILLIS = frozenset({"timestamp-millis", "local-timestamp-millis"})
+
+
+def _even_varint(m: str, limit: int) -> list[tuple[int, int, list[str]]]:
+    """Lines writing the varint of ``2m`` for ``0 <= m < limit``, by size: ``(low, high,
+    lines)`` for ``low <= m < high``.
+
+    Inline, from tables 14 bits at a time: a function call per value costs more than this.
+    """
+    cases: list[tuple[int, int, list[str]]] = [(0, 1 << 13, [f"out += _vS0[{m}]"])]
+    groups = [f"out += _vG0[{m} & 0x1FFF]"]  # the low 14 bits of 2m: 13 of m
+    while cases[-1][1] < limit:
+        shift = 14 * len(cases) - 1  # bits of m below the group being written
+        high = min(1 << (shift + 14), limit)
+        cases.append((cases[-1][1], high, [*groups, f"out += _vS[{m} >> {shift}]"]))
+        groups.append(f"out += _vG[{m} >> {shift} & 0x3FFF]")
+    return cases
+
+
+@cache
+def _length_table(prefix: bytes) -> tuple[bytes, ...]:
+    """``prefix`` and the varint of the length ``n``, for every ``n < 2**13`` (two bytes)."""
+    return SMALL_EVEN if not prefix else tuple(prefix + v for v in SMALL_EVEN)
+
+
+def _put(prefix: bytes) -> str:
+    """The line appending constant bytes: ``ap`` is quicker than ``+=`` for a single one."""
+    return f"ap({prefix[0]})" if len(prefix) == 1 else f"out += {prefix!r}"

@@ -1,6 +1,8 @@
-"""Avro binary primitives the generated encoders call: varints and IEEE floats.
+"""Avro binary primitives the generated encoders use: varint tables and IEEE floats.
 
-The generated encoders inline one-byte varints and call these for everything longer.
+The generated encoders write ints and longs inline, 14 bits at a time from these tables (see
+``codegen._even_varint``); :func:`varint` does the same as a function, for constants, lengths
+past the length table and the rare large negative value.
 """
 
 from __future__ import annotations
@@ -28,18 +30,28 @@ def _varint_loop(z: int) -> bytes:
 
 # Lookup tables for 14 bits at a time: about 1.5 MB, and twice as fast as the loop on the
 # 6-byte varints of millisecond timestamps, which every event carries several of.
-_SMALL = tuple(_varint_loop(z) for z in range(1 << 14))  # complete varints below 2**14
-_GROUP = tuple(bytes((k & 0x7F | 0x80, k >> 7 | 0x80)) for k in range(1 << 14))  # inner groups
+#: ``SMALL[z]`` is the complete varint of ``z < 2**14`` (one or two bytes).
+SMALL = tuple(_varint_loop(z) for z in range(1 << 14))
+#: ``GROUP[k]`` is 14 bits ``k`` as two inner varint bytes (continuation bit set on both): a
+#: varint of ``z >= 2**14`` is ``GROUP[z & 0x3FFF]`` followed by the varint of ``z >> 14``.
+GROUP = tuple(bytes((k & 0x7F | 0x80, k >> 7 | 0x80)) for k in range(1 << 14))
+#: The zig-zag of ``n`` is ``2n`` for ``n >= 0`` and ``2(~n) + 1`` below zero, so its varint can
+#: be read off ``n`` (or ``~n``) without computing it: ``SMALL_EVEN[m]`` is ``SMALL[2m]``,
+#: ``SMALL_ODD[m]`` is ``SMALL[2m + 1]`` and ``GROUP_EVEN[m]`` is ``GROUP[2m]`` (``m < 2**13``);
+#: the higher groups of ``2m`` are those of ``m`` shifted one bit less.
+SMALL_EVEN = SMALL[0::2]
+SMALL_ODD = SMALL[1::2]
+GROUP_EVEN = GROUP[0::2]
 
 
 def varint(z: int) -> bytes:
     """The base-128 varint of a non-negative (already zig-zagged) integer."""
     if z < 0x4000:
-        return _SMALL[z]
+        return SMALL[z]
     if z < 0x10000000:
-        return _GROUP[z & 0x3FFF] + _SMALL[z >> 14]
+        return GROUP[z & 0x3FFF] + SMALL[z >> 14]
     if z < 0x40000000000:
-        return _GROUP[z & 0x3FFF] + _GROUP[z >> 14 & 0x3FFF] + _SMALL[z >> 28]
+        return GROUP[z & 0x3FFF] + GROUP[z >> 14 & 0x3FFF] + SMALL[z >> 28]
     return _varint_loop(z)
 
 
