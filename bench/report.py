@@ -359,7 +359,8 @@ def markdown_report(r: Results) -> str:
         "Publisher settings: windows of about "
         f"{s.window_rows:,} rows of the densest entity (`initial_window_seconds` = "
         "`max_window_seconds` sized for it), `max_windows_per_transaction` = "
-        f"{s.max_windows_per_transaction}, overlap {s.overlap_seconds:g} s, gzip "
+        f"{s.max_windows_per_transaction}, `prefetch_windows` = {s.prefetch_windows}, "
+        f"overlap {s.overlap_seconds:g} s, gzip "
         f"{'on' if s.accept_gzip else 'off'}, producer settings: the defaults of "
         f"`publisher.runner.producer_conf`{_producer_text(s)}.",
         "",

@@ -148,6 +148,7 @@ class PublisherSetup:
     shards: int = 1
     window_rows: int = 20_000
     max_windows_per_transaction: int = 8
+    prefetch_windows: int = 2
     overlap_seconds: float = 300.0
     settle_delay_seconds: float = 30.0
     poll_interval_seconds: float = 10.0
@@ -175,6 +176,7 @@ def publisher_config(
             "checkpoint_topic": f"{prefix}.checkpoints",
             "dead_letter_topic": f"{prefix}.deadletter",
             "max_windows_per_transaction": setup.max_windows_per_transaction,
+            "prefetch_windows": setup.prefetch_windows,
         },
         "kafka": {"bootstrap_servers": bootstrap, "topic_partitions": 3},
         "windows": {
