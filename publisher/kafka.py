@@ -156,6 +156,9 @@ def _kafka_error(exc: KafkaException | SystemError) -> KafkaError:
     return err
 
 
+#: Delivery reports are served after this many records (see TransactionalSink.produce).
+SERVE_EVERY = 500
+
 #: How long ``close`` may spend aborting an open transaction.
 CLOSE_SECONDS = 5.0
 
@@ -187,6 +190,7 @@ class TransactionalSink:
         self._sleep = sleep
         self._open = False
         self._dead: PublisherError | None = None
+        self._unserved = 0  # records produced since delivery reports were last served
         #: False while Kafka calls are failing with retriable errors (for /readyz).
         self.healthy = True
         self.health_detail = "not used yet"
@@ -212,11 +216,20 @@ class TransactionalSink:
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=headers)
-                return
+                break
             except BufferError:
                 self._producer.poll(0.05)  # let librdkafka drain its queue to make room
             except KafkaException as exc:
                 self._raise_for(exc.args[0], "produce")
+        self._unserved += 1
+        if self._unserved >= SERVE_EVERY:
+            # Serve the delivery reports of what the broker has acknowledged so far, now,
+            # while this thread holds the GIL anyway: librdkafka keeps each record (its copy
+            # of the value included) until its report is served, and confluent-kafka takes
+            # the GIL once per report. Left for commit, they pile up for the whole
+            # transaction and each one waits for the GIL behind the fetch threads.
+            self._unserved = 0
+            self._producer.poll(0)
 
     def commit(self) -> None:
         """Flush, then commit. Raises TransactionAborted when the transaction had to be aborted
