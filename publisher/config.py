@@ -211,8 +211,9 @@ class PublisherConfig(_Model):
     #: Windows (of any streams) grouped into one transaction, at most.
     max_windows_per_transaction: int = Field(default=8, ge=1)
     #: Windows per stream fetched, mapped and encoded ahead of the one being published. While
-    #: catching up, this keeps both the network and the encoder busy during commits; memory
-    #: holds up to this many windows per stream (encoded, about 1 KB per Customers row).
+    #: catching up, this keeps both the network and the encoder busy during commits. A
+    #: process holds at most max(prefetch_windows, its streams) windows in flight (encoded,
+    #: about 1 KB per Customers row): with several streams, one each is enough.
     prefetch_windows: int = Field(default=2, ge=1, le=8)
 
     @model_validator(mode="after")

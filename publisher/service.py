@@ -2,11 +2,11 @@
 
 One process is one shard: one transactional producer (one ``transactional.id``) and the
 (source, entity) streams assigned to it. Per stream, at most ``prefetch_windows`` windows are
-being fetched or waiting to be published, in order, so memory is bounded by that many windows
-per stream whatever the backlog. A window is fetched, mapped and Avro-encoded on a worker
-thread (:mod:`publisher.prepare`); the loop's thread only produces and commits. So while the
-loop waits for a commit (the GIL released), the next windows download and encode, and
-bookkeeping never runs twice for one row.
+being fetched or waiting to be published, in order, and at most max(prefetch_windows, streams)
+in the process, so memory is bounded by that many windows whatever the backlog. A window is
+fetched, mapped and Avro-encoded on a worker thread (:mod:`publisher.prepare`); the loop's
+thread only produces and commits. So while the loop waits for a commit (the GIL released),
+the next windows download and encode.
 
 A window's events and the stream's new checkpoint go into one Kafka transaction. Only after
 ``commit`` returns does the in-memory committed state move to the window's end (its watermark).
@@ -167,10 +167,13 @@ class Publisher:
         self.min_window = timedelta(seconds=w.min_window_seconds)
         self.poll_interval = w.poll_interval_seconds
         self.prefetch = config.publisher.prefetch_windows
+        # Windows in flight in the whole process: one per stream already keeps the network
+        # and the encoder busy when there are several; more only costs memory and GIL churn.
+        self.in_flight_limit = max(self.prefetch, len(self.streams))
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, len(self.streams) * self.prefetch), thread_name_prefix="fetch"
+            max_workers=max(1, self.in_flight_limit), thread_name_prefix="fetch"
         )
         self.transactions_committed = 0
 
@@ -209,8 +212,15 @@ class Publisher:
     def _start_fetches(self) -> None:
         now = self.clock()
         mono = self.monotonic()
-        for s in self.streams:
-            while not s.stopped and len(s.pending) < self.prefetch and mono >= s.not_before:
+        in_flight = sum(len(s.pending) for s in self.streams)
+        # First one window per stream, then more for streams that can take them (fairness).
+        for depth, s in ((d, s) for d in range(1, self.prefetch + 1) for s in self.streams):
+            while (
+                not s.stopped
+                and len(s.pending) < depth
+                and in_flight < self.in_flight_limit
+                and mono >= s.not_before
+            ):
                 window = plan_window(
                     s.next_from,
                     now,
@@ -231,6 +241,7 @@ class Publisher:
                 fut = self._pool.submit(self._fetch, s, window, s.generation)
                 fut.add_done_callback(lambda _f: self._wake.set())
                 s.pending.append(fut)
+                in_flight += 1
 
     def _fetch(self, s: Stream, window: Window, generation: int) -> Fetched | FetchFailed:
         """Runs on a worker thread: fetch (splitting the window on 413 until DataConnect

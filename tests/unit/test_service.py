@@ -365,3 +365,30 @@ def test_no_tombstone_unless_configured() -> None:
     values = [v for _t, _k, v in sink.records("dataconnect.s1.Customers")]
     assert len(values) == 2
     assert all(v is not None for v in values)
+
+
+@pytest.mark.parametrize(("entities", "prefetch", "expected"), [(1, 2, [2]), (3, 2, [1, 1, 1])])
+def test_windows_in_flight_per_stream_and_per_process(
+    entities: int, prefetch: int, expected: list[int]
+) -> None:
+    # One stream fetches ahead; several streams get one window each before any gets two.
+    release = threading.Event()
+    fake = FakeDataConnect(spread_rows(40))
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/token"):
+            release.wait(10)
+        return fake(request)
+
+    names = ["Customers", "AccountsReceivable", "Activities"][:entities]
+    config = make_config({"prefetch_windows": prefetch}, {"entities": names})
+    streams, metrics = new_streams(config, slow)
+    publisher = Publisher(config, streams, FakeSink(), metrics, clock=lambda: NOW)  # type: ignore[arg-type]
+    try:
+        publisher._start_fetches()
+        publisher._start_fetches()  # nothing more while the first ones are in flight
+        assert [len(s.pending) for s in publisher.streams] == expected
+    finally:
+        release.set()
+        publisher.stop()
+        publisher._pool.shutdown(wait=True)
