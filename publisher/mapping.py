@@ -64,7 +64,7 @@ import orjson
 from publisher import CONNECTOR_NAME
 from publisher.entities import TRACKING_FIELDS, EntitySpec
 from publisher.errors import RowRejected
-from publisher.timefmt import timestamp_millis
+from publisher.timefmt import EPOCH, EPOCH_NAIVE, timestamp_millis
 
 Converter = Callable[[Any], Any]
 
@@ -86,9 +86,6 @@ _MONEY_LIMIT: Final = Decimal(10) ** 15
 # and 40 digits of precision leave room for any value that passes the adjusted() pre-check.
 _MONEY_CONTEXT: Final = Context(prec=40, rounding=ROUND_HALF_EVEN)
 _BOOL_TEXT: Final[dict[str, bool]] = {"true": True, "false": False, "1": True, "0": False}
-# As in publisher.timefmt: the epochs its timestamp_millis subtracts.
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_NAIVE: Final = datetime(1970, 1, 1)  # noqa: DTZ001 - only ever subtracted from naive UTC times
 
 
 def _tracking_column(raw: Any) -> Any:
@@ -594,8 +591,8 @@ class RowMapper:
             _move_unknown=partial(_move_unknown, frozenset(converters)),
             _key_only=partial(_key_only, template, converters, entity.key_field),
             _fromiso=datetime.fromisoformat,
-            _EPOCH=_EPOCH,
-            _EPOCH_NAIVE=_EPOCH_NAIVE,
+            _EPOCH=EPOCH,
+            _EPOCH_NAIVE=EPOCH_NAIVE,
             _ZONE=zone,
             _guid_text=_GUID_TEXT.fullmatch,
             _CONNECTOR=CONNECTOR_NAME,

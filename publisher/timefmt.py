@@ -15,8 +15,9 @@ _TS = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?"
     r"(Z|[+-]\d{2}:?\d{2})?$"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_NAIVE = datetime(1970, 1, 1)  # noqa: DTZ001 - only ever subtracted from naive UTC times
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Only ever subtracted from naive times that are UTC.
+EPOCH_NAIVE = datetime(1970, 1, 1)  # noqa: DTZ001
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -43,9 +44,9 @@ def timestamp_millis(text: str, zone: tzinfo = UTC) -> int | None:
         return to_millis(_parse_strict(text, zone))
     if moment.tzinfo is None:
         if zone is UTC:  # a naive time read as UTC: no offset to apply
-            return (moment - _EPOCH_NAIVE) // _ONE_MS
+            return (moment - EPOCH_NAIVE) // _ONE_MS
         moment = moment.replace(tzinfo=zone)
-    return (moment - _EPOCH) // _ONE_MS
+    return (moment - EPOCH) // _ONE_MS
 
 
 def _parse_fast(text: str) -> datetime | None:
@@ -88,12 +89,12 @@ def _parse_strict(text: str, zone: tzinfo) -> datetime:
 
 def to_millis(moment: datetime) -> int:
     """Milliseconds since the Unix epoch (Avro ``timestamp-millis``), floor for sub-milli parts."""
-    return (moment - _EPOCH) // _ONE_MS  # timedelta // timedelta: exact integer floor
+    return (moment - EPOCH) // _ONE_MS  # timedelta // timedelta: exact integer floor
 
 
 def from_millis(millis: int) -> datetime:
     """Inverse of :func:`to_millis`, in UTC."""
-    return _EPOCH + timedelta(milliseconds=millis)
+    return EPOCH + timedelta(milliseconds=millis)
 
 
 def format_request_date(
