@@ -32,7 +32,7 @@ from confluent_kafka import Consumer
 from prometheus_client import CollectorRegistry
 
 from publisher import __version__
-from publisher.checkpoint import latest
+from publisher.checkpoint import latest, stream_id
 from publisher.codec import EntityCodec
 from publisher.config import Config, SourceConfig, utc_now
 from publisher.dataconnect.client import DeltasClient
@@ -59,6 +59,7 @@ from publisher.kafka import (
 from publisher.logs import register_secret
 from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
+from publisher.prepare import StreamShape
 from publisher.progress import DEFAULT_INTERVAL, ProgressReporter, ProgressTracker
 from publisher.registry import register_value_schemas
 from publisher.service import (
@@ -301,17 +302,23 @@ def build_streams(
                     entity=spec,
                     topic=config.topic_for(source.name, name),
                     client=client,
-                    mapper=RowMapper(
-                        spec,
-                        source_name=source.name,
-                        version=__version__,
-                        zone=source.zone,
-                        deleted_carries_row=config.publisher.deleted_rows_carry_data,
-                    ),
-                    codec=EntityCodec(
-                        spec,
-                        wire_format=config.publisher.wire_format,
-                        schema_id=schema_ids.get(config.topic_for(source.name, name)),
+                    shape=StreamShape(
+                        stream_id(source.name, name),
+                        RowMapper(
+                            spec,
+                            source_name=source.name,
+                            version=__version__,
+                            zone=source.zone,
+                            deleted_carries_row=config.publisher.deleted_rows_carry_data,
+                        ),
+                        EntityCodec(
+                            spec,
+                            wire_format=config.publisher.wire_format,
+                            schema_id=schema_ids.get(config.topic_for(source.name, name)),
+                        ),
+                        prefix,
+                        suffix,
+                        base_headers(source.name, name),
                     ),
                     sizer=WindowSizer(
                         size=timedelta(seconds=w.initial_window_seconds),
@@ -320,9 +327,6 @@ def build_streams(
                         target_rows=w.target_rows,
                     ),
                     committed=new_checkpoint(source.name, name, w.start_from),
-                    headers_base=base_headers(source.name, name),
-                    key_prefix=prefix,
-                    key_suffix=suffix,
                 )
             )
     return streams

@@ -30,7 +30,7 @@ import orjson
 
 from publisher import CONNECTOR_NAME, __version__
 from publisher.checkpoint import Checkpoint, row_digest, stream_id
-from publisher.codec import EntityCodec, dead_letter_value
+from publisher.codec import dead_letter_value
 from publisher.config import Config, SourceConfig, utc_now
 from publisher.dataconnect.client import DeltasClient
 from publisher.entities import EntitySpec
@@ -42,7 +42,6 @@ from publisher.errors import (
     WindowTooLarge,
 )
 from publisher.kafka import TransactionAborted, TransactionalSink
-from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
 from publisher.prepare import Prepared, StreamShape, encode_late, prepare
 from publisher.timefmt import to_millis
@@ -88,13 +87,10 @@ class Stream:
     entity: EntitySpec
     topic: str
     client: DeltasClient
-    mapper: RowMapper
-    codec: EntityCodec
+    #: Mapper, codec, key affixes and base headers: what the fetch threads prepare with.
+    shape: StreamShape
     sizer: WindowSizer
     committed: Checkpoint
-    headers_base: tuple[tuple[str, bytes], ...]
-    key_prefix: str
-    key_suffix: str
     # -- loop state --
     next_from: datetime = field(init=False)  # watermark the next window is planned from
     #: Windows being fetched or waiting to be published, oldest first (contiguous).
@@ -110,14 +106,6 @@ class Stream:
 
     def __post_init__(self) -> None:
         self.next_from = self.committed.watermark
-        self.shape = StreamShape(
-            self.committed.stream,
-            self.mapper,
-            self.codec,
-            self.key_prefix,
-            self.key_suffix,
-            self.headers_base,
-        )
 
     @property
     def id(self) -> str:
@@ -285,24 +273,24 @@ class Publisher:
         for s in self.streams:
             if len(batch) >= limit:
                 break
-            while s.pending and s.pending[0].done() and len(batch) < limit:
-                result = s.pending.popleft().result()
-                for _ in range(result.splits):
-                    self.metrics.window_split(s.source.name, s.entity.name)
-                if result.splits:
-                    s.sizer.accepted_after_split(result.window.new_span)
-                if isinstance(result, FetchFailed):
-                    # Everything planned after it assumed it: drop it all, plan again.
-                    s.pending.clear()
-                    self._fetch_failed(s, result)
-                    break
-                if result.splits:
-                    # A split window stops earlier than planned: later windows went from the
-                    # planned stop, so they are dropped and planned again from the real one.
-                    s.pending.clear()
-                    s.next_from = result.window.stop
-                batch.append((s, result))
-                break  # one window per stream per transaction
+            if not (s.pending and s.pending[0].done()):
+                continue
+            result = s.pending.popleft().result()  # one window per stream per transaction
+            for _ in range(result.splits):
+                self.metrics.window_split(s.source.name, s.entity.name)
+            if result.splits:
+                s.sizer.accepted_after_split(result.window.new_span)
+            if isinstance(result, FetchFailed):
+                # Everything planned after it assumed it: drop it all, plan again.
+                s.pending.clear()
+                self._fetch_failed(s, result)
+                continue
+            if result.splits:
+                # A split window stops earlier than planned: later windows went from the
+                # planned stop, so they are dropped and planned again from the real one.
+                s.pending.clear()
+                s.next_from = result.window.stop
+            batch.append((s, result))
         return batch
 
     def _fetch_failed(self, s: Stream, failed: FetchFailed) -> None:
@@ -413,8 +401,8 @@ class Publisher:
                     value = encode_late(s.shape, event, window, to_millis(self.clock()))
                 except RowRejected as exc:
                     value = exc
-            if type(value) is not bytes:  # the encoder refused the record
-                rejected.append((row, value))  # type: ignore[arg-type]
+            if not isinstance(value, bytes):  # the encoder refused the record
+                rejected.append((row, value))
                 seen[digest] = stop_ms
                 continue
             produce(topic, key, value, headers)
@@ -446,7 +434,7 @@ class Publisher:
                     window_start_ms=start_ms,
                     window_stop_ms=stop_ms,
                 ),
-                [*s.headers_base, ("dc-reason", why.reason.encode())],
+                [*s.shape.headers_base, ("dc-reason", why.reason.encode())],
             )
             result.dead[why.reason] += 1
             log.warning("dead-lettered a %s row of %s: %s", why.reason, s.id, why.detail)

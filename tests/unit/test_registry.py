@@ -210,11 +210,11 @@ def test_build_streams_frames_values_with_the_registered_ids() -> None:
     assert len(streams) == 4
     for s in streams:
         schema_id = fake.registered(f"{s.topic}-value")
-        value = s.codec.encode(customers_record()) if s.entity.name == "Customers" else None
-        assert s.codec.header == b"\x00" + schema_id.to_bytes(4, "big")
+        value = s.shape.codec.encode(customers_record()) if s.entity.name == "Customers" else None
+        assert s.shape.codec.header == b"\x00" + schema_id.to_bytes(4, "big")
         if value is not None:
-            assert value[:5] == s.codec.header
-            assert s.codec.decode(value) == customers_record()
+            assert value[:5] == s.shape.codec.header
+            assert s.shape.codec.decode(value) == customers_record()
 
 
 # --- authentication
