@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
+class WindowDropped(RetryableError):
+    """A window planned ahead that was dropped before it was encoded (never published)."""
+
+
 class WindowStillTooLarge(EntityStopped):
     """413 even for the smallest window allowed: an operator must lower min_window."""
 
@@ -111,10 +115,22 @@ class Stream:
     def id(self) -> str:
         return self.committed.stream
 
+    def drop_pending(self) -> None:
+        """Forget the windows in flight. Fetches still running see their generation is stale
+        and skip encoding; a failure of any of them is still logged, once it is known."""
+        self.generation += 1
+        for fut in self.pending:
+            fut.add_done_callback(self._log_dropped_failure)  # runs now if already done
+        self.pending.clear()
+
+    def _log_dropped_failure(self, fut: Future[Fetched | FetchFailed]) -> None:
+        result = None if fut.cancelled() else fut.result()
+        if isinstance(result, FetchFailed) and not isinstance(result.error, WindowDropped):
+            log.warning("stream %s: %s (a window planned ahead, dropped)", self.id, result.error)
+
     def reset_to_committed(self) -> None:
         """Forget everything planned after the committed checkpoint (after an abort)."""
-        self.generation += 1
-        self.pending.clear()  # fetches still running finish unseen: their generation is stale
+        self.drop_pending()
         self.next_from = self.committed.watermark
 
 
@@ -253,6 +269,8 @@ class Publisher:
                 return FetchFailed(window, exc, generation, splits)
             else:
                 break
+        if generation != s.generation:  # dropped while downloading: do not encode it
+            return FetchFailed(window, WindowDropped("dropped"), generation, splits)
         # Rows the committed checkpoint or the window prepared just before already hold need no
         # encoding (the overlap). Only a hint: the loop decides against its own checkpoint.
         seen_generation, recent = s.recent
@@ -282,13 +300,13 @@ class Publisher:
                 s.sizer.accepted_after_split(result.window.new_span)
             if isinstance(result, FetchFailed):
                 # Everything planned after it assumed it: drop it all, plan again.
-                s.pending.clear()
+                s.drop_pending()
                 self._fetch_failed(s, result)
                 continue
             if result.splits:
                 # A split window stops earlier than planned: later windows went from the
                 # planned stop, so they are dropped and planned again from the real one.
-                s.pending.clear()
+                s.drop_pending()
                 s.next_from = result.window.stop
             batch.append((s, result))
         return batch
