@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -271,13 +272,30 @@ class OpenTransactionProbe:
         raise TimeoutError(f"could not read {self.topic} to its end")
 
     def wait_for_open_transaction(self, proc: PublisherProcess, timeout: float) -> None:
+        """Return once a transaction with records on the broker is open, the publisher left
+        paused (SIGSTOP) so that it stays open until the caller's kill -9.
+
+        The publisher is paused during every probe: a transaction it commits within a few
+        hundred milliseconds would otherwise often close while the probe's metadata requests
+        are still on their way, and the test would then wait for one that never comes.
+        """
+        assert proc.proc is not None
+        pid = proc.proc.pid
         deadline = time.monotonic() + timeout
-        while not self.open():
+        while True:
             if not proc.alive():
                 raise AssertionError(f"publisher exited:\n{proc.log()[-3000:]}")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                if self.open():
+                    return  # still paused: the caller kills it mid-transaction
+            except BaseException:
+                os.kill(pid, signal.SIGCONT)
+                raise
+            os.kill(pid, signal.SIGCONT)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no open transaction on {self.topic} within {timeout}s")
-            time.sleep(0.01)
+            time.sleep(0.02)
 
 
 def slow_faults(sim: RunningSimulator) -> int:
