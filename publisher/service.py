@@ -6,7 +6,9 @@ being fetched or waiting to be published, in order, and at most max(prefetch_win
 in the process, so memory is bounded by that many windows whatever the backlog. A window is
 fetched, mapped and Avro-encoded on a worker thread (:mod:`publisher.prepare`); the loop's
 thread only produces and commits. So while the loop waits for a commit (the GIL released),
-the next windows download and encode.
+the next windows download and encode. Downloads overlap, but one window at a time is parsed
+and encoded (the decode gate): parsed rows, about three times their JSON size, are the bulky
+form, so they exist for one window at a time in the process.
 
 A window's events and the stream's new checkpoint go into one Kafka transaction. Only after
 ``commit`` returns does the in-memory committed state move to the window's end (its watermark).
@@ -25,6 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 import orjson
 
@@ -176,6 +180,9 @@ class Publisher:
         self.in_flight_limit = max(self.prefetch, len(self.streams))
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Held while a fetched window is parsed, mapped and encoded: one window's parsed rows
+        # at a time in the process (see DeltasClient.fetch_then); downloads overlap freely.
+        self._decode_gate = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.in_flight_limit), thread_name_prefix="fetch"
         )
@@ -254,7 +261,13 @@ class Publisher:
         began = time.monotonic()
         while True:
             try:
-                rows = s.client.fetch(s.entity, window.start, window.stop)
+                prepared = s.client.fetch_then(
+                    s.entity,
+                    window.start,
+                    window.stop,
+                    partial(self._prepare, s, window, generation),
+                    gate=self._decode_gate,
+                )
             except WindowTooLarge as exc:
                 smaller = split_window(window, self.min_window)
                 if smaller is None:
@@ -269,17 +282,25 @@ class Publisher:
                 return FetchFailed(window, exc, generation, splits)
             else:
                 break
-        if generation != s.generation:  # dropped while downloading: do not encode it
+        if prepared is None:
             return FetchFailed(window, WindowDropped("dropped"), generation, splits)
+        return Fetched(window, prepared, generation, splits, time.monotonic() - began)
+
+    def _prepare(
+        self, s: Stream, window: Window, generation: int, rows: list[Any]
+    ) -> Prepared | None:
+        """Map and encode a fetched window's rows (under the decode gate); None when the
+        window was dropped while it downloaded: then it is not worth encoding."""
+        if generation != s.generation:
+            return None
         # Rows the committed checkpoint or the window prepared just before already hold need no
         # encoding (the overlap). Only a hint: the loop decides against its own checkpoint.
         seen_generation, recent = s.recent
         committed = s.committed.seen.entries  # never mutated once committed
         skip = recent.union(committed) if seen_generation == generation else committed
         prepared = prepare(s.shape, window, rows, now_ms=to_millis(self.clock()), skip=skip)
-        del rows  # the parsed rows are garbage now: only the encoded events live on
         s.recent = (generation, prepared.digests())
-        return Fetched(window, prepared, generation, splits, time.monotonic() - began)
+        return prepared
 
     def _take_ready(self) -> list[tuple[Stream, Fetched]]:
         """The oldest window of each stream, when it is ready, up to the transaction limit.

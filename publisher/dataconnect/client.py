@@ -12,9 +12,10 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -42,6 +43,12 @@ from publisher.timefmt import format_request_date
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+_T = TypeVar("_T")
+_NO_GATE = nullcontext()
+
+
+def _as_is(rows: list[Row]) -> list[Row]:
+    return rows
 
 
 def deltas_url(settings: SourceHTTPSettings, entity: str) -> str:
@@ -153,6 +160,25 @@ class DeltasClient:
         else raises at once: WindowTooLarge (split the window), SourceRequestRejected,
         SourceAccessDenied, SourceAuthFailed.
         """
+        return self.fetch_then(entity, start, stop, _as_is)
+
+    def fetch_then(
+        self,
+        entity: EntitySpec,
+        start: datetime,
+        stop: datetime,
+        then: Callable[[list[Row]], _T],
+        *,
+        gate: AbstractContextManager[object] = _NO_GATE,
+    ) -> _T:
+        """Like :meth:`fetch`, but hand the rows to ``then`` and return what it returns.
+
+        Parsing the body and ``then`` run while ``gate`` is held, and the parsed rows are
+        freed before it is released; the download runs outside it. Parsed rows take about
+        three times their JSON size (3.8 KiB per Customers row), so a process whose fetch
+        threads share one gate holds at most one window of them at a time, however many are
+        downloading; under the GIL they could not be parsed faster side by side anyway.
+        """
         params = request_params(self._settings, entity, start, stop)
         ctx = RequestContext(self._settings.name, entity.name, params[0][1], params[1][1])
         url = deltas_url(self._settings, entity.name)
@@ -160,7 +186,7 @@ class DeltasClient:
         failures = 0
         reauthenticated = False
         while True:
-            result = self._attempt(url, params, ctx)
+            result = self._attempt(url, params, ctx, then, gate)
             if not isinstance(result, Failure):
                 return result
             if result.action is Action.REAUTHENTICATE and not reauthenticated:
@@ -180,9 +206,15 @@ class DeltasClient:
             self._sleep(delay)
 
     def _attempt(
-        self, url: str, params: list[tuple[str, str]], ctx: RequestContext
-    ) -> list[Row] | Failure:
-        """Send one request; its rows, or the failure statuses.py maps it to."""
+        self,
+        url: str,
+        params: list[tuple[str, str]],
+        ctx: RequestContext,
+        then: Callable[[list[Row]], _T],
+        gate: AbstractContextManager[object],
+    ) -> _T | Failure:
+        """Send one request; what ``then`` makes of its rows, or the failure statuses.py
+        maps it to."""
         try:
             token = self._tokens.token()
         except RetryableError as exc:
@@ -208,10 +240,17 @@ class DeltasClient:
         secrets = (token, *self._credentials)
         if response.is_success:
             self._limiter.record_success()
-            try:
-                return parse_rows(response.content)
-            except ValueError as exc:
-                return failure_for_body(str(exc), response.content, ctx, secrets)
+            body = response.content
+            del response  # only the body is needed from here on
+            with gate:
+                try:
+                    rows = parse_rows(body)
+                except ValueError as exc:
+                    return failure_for_body(str(exc), body, ctx, secrets)
+                del body
+                result = then(rows)
+                del rows  # freed while the gate is held: the next window may parse now
+            return result
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
         failure = failure_for_status(status, response.content, retry_after, ctx, secrets)
         if failure.action is Action.THROTTLE:

@@ -466,6 +466,54 @@ def test_unreadable_body_is_retried_then_reported(
     assert [r[1] for r in calls.of("retry")] == ["malformed_body"] * 3
 
 
+def test_fetch_then_hands_the_rows_over_inside_the_gate_and_downloads_outside_it(
+    fake: FakeDataConnect, clock: FakeClock
+) -> None:
+    gate = threading.Lock()
+    seen: list[tuple[str, bool]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(("download", gate.locked()))
+        return json_response(200, ROWS)
+
+    def then(rows: list[dict[str, Any]]) -> int:
+        seen.append(("then", gate.locked()))
+        return len(rows)
+
+    fake.queue(answer)
+    with open_client(fake, clock) as client:
+        assert client.fetch_then(CUSTOMERS, START, STOP, then, gate=gate) == len(ROWS)
+    assert seen == [("download", False), ("then", True)]
+    assert not gate.locked()
+
+
+def test_fetch_then_retries_an_unreadable_body_without_holding_the_gate(
+    fake: FakeDataConnect, clock: FakeClock, calls: Calls
+) -> None:
+    gate = threading.Lock()
+    held_while_sleeping: list[bool] = []
+    handed: list[list[dict[str, Any]]] = []
+
+    def sleep(seconds: float) -> None:
+        held_while_sleeping.append(gate.locked())
+        clock.sleep(seconds)
+
+    fake.queue(httpx.Response(200, content=b'[{"CustomerID": '), json_response(200, ROWS))
+    client = DeltasClient(
+        make_settings(retry=RETRY),
+        transport=fake.transport,
+        clock=clock,
+        sleep=sleep,
+        rng=FixedDraw(0.5),
+        hooks=calls.hooks(),
+    )
+    with client:
+        client.fetch_then(CUSTOMERS, START, STOP, handed.append, gate=gate)
+    assert handed == [ROWS]  # only the good body reaches ``then``
+    assert held_while_sleeping == [False]
+    assert [r[1] for r in calls.of("retry")] == ["malformed_body"]
+
+
 def test_a_non_object_element_is_one_bad_row_not_a_bad_body(
     client: DeltasClient, fake: FakeDataConnect
 ) -> None:

@@ -392,3 +392,36 @@ def test_windows_in_flight_per_stream_and_per_process(
         release.set()
         publisher.stop()
         publisher._pool.shutdown(wait=True)
+
+
+def test_fetched_windows_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Downloads overlap, but parsed rows (about three times their JSON size) exist for only one
+    # window at a time in the process: that bounds memory by one window, not prefetch_windows.
+    from publisher import service
+
+    active: list[int] = []
+    most = 0
+    lock = threading.Lock()
+    real_prepare = service.prepare
+
+    def slow_prepare(*args: Any, **kwargs: Any) -> Any:
+        nonlocal most
+        with lock:
+            active.append(1)
+            most = max(most, len(active))
+        try:
+            threading.Event().wait(0.02)  # the GIL is free: another thread could come in
+            return real_prepare(*args, **kwargs)
+        finally:
+            with lock:
+                active.pop()
+
+    monkeypatch.setattr(service, "prepare", slow_prepare)
+    rows = spread_rows(40)
+    config = make_config(
+        {"prefetch_windows": 3}, initial_window_seconds=900, max_window_seconds=900
+    )
+    sink = FakeSink()
+    run_until_caught_up(config, FakeDataConnect(rows), sink)
+    assert most == 1
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
