@@ -49,32 +49,60 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace, count: int) -> int:
-    """Run one child process per shard (each its own core and transactional.id); stop all
-    when one fails, forward SIGTERM/SIGINT, exit with the worst child's code."""
-    base = [sys.executable, "-m", "publisher", "run", "--config", args.config]
-    children = [
-        subprocess.Popen([*base, "--shard", f"{i}/{count}"])  # noqa: S603 - our own module
-        for i in range(count)
-    ]
+    """Run one child process per shard (each its own core and transactional.id).
 
-    def forward(signum: int, _frame: object) -> None:
+    SIGTERM/SIGINT are forwarded, and the exit code is 0 once every child has stopped. Any
+    child ending otherwise (an error, a signal, or a stop nobody asked the supervisor for)
+    leaves its streams unpublished: the others are stopped and the supervisor exits with that
+    child's code (EXIT_FATAL when it died by a signal or exited 0). Children die with the
+    supervisor: if it is killed, they get SIGTERM and stop cleanly.
+    """
+    from publisher.localproc import die_with_parent  # noqa: PLC0415
+
+    base = [sys.executable, "-m", "publisher", "run", "--config", args.config]
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop_all(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    worst = 0
-    while any(c.poll() is None for c in children):
-        for child in children:
-            code = child.poll()
-            if code not in (None, 0) and worst == 0:
-                worst = code
-                log.error("shard process %d exited with %d: stopping the others", child.pid, code)
-                forward(signal.SIGTERM, None)
+    # Before any child exists: a stop requested while they start must reach every one.
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for i in range(count):
+        children.append(
+            subprocess.Popen(  # noqa: S603 - our own module
+                [*base, "--shard", f"{i}/{count}"],
+                preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - prctl only
+            )
+        )
+        if stopping:  # the signal came while this child was being started
+            stop_all(signal.SIGTERM, None)
+    failed = 0
+    left = list(enumerate(children))
+    while left:
         time.sleep(0.2)
-    codes = [c.returncode for c in children]
-    return worst or max(codes, default=0)
+        for i, child in list(left):
+            code = child.poll()
+            if code is None:
+                continue
+            left.remove((i, child))
+            # A child the stop reached before it had installed its handler dies of the signal.
+            if stopping and (code == 0 or -code in (signal.SIGTERM, signal.SIGINT)):
+                continue
+            if failed:
+                continue
+            failed = code if code > 0 else EXIT_FATAL
+            why = "stopped without being asked to" if code == 0 else f"exited with {code}"
+            log.error(
+                "shard process %d (shard %d/%d) %s: stopping the others", child.pid, i, count, why
+            )
+            stop_all(signal.SIGTERM, None)
+    return failed
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
