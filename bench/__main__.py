@@ -28,7 +28,7 @@ from bench.naive import naive_baseline
 from bench.report import Results, markdown_report, text_report
 from bench.workload import PublisherSetup, SimulatorProcess, Workload, history_end_now
 from publisher.entities import DEFAULT_SCHEMAS_DIR, load_entities
-from publisher.localkafka import KAFKA_VERSION, LocalKafka
+from publisher.localkafka import JVM_OPTIONS, KAFKA_VERSION, LocalKafka
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Entity order of the mixed workload: with 2 shards, shard 0 gets the 1st, 3rd and 5th
@@ -85,7 +85,10 @@ def kafka(say: Progress) -> Iterator[tuple[str, str, list[int]]]:
     broker = LocalKafka().start()
     try:
         pid = broker.proc.pid if broker.proc is not None else 0
-        what = f"local single-node Kafka {KAFKA_VERSION} (KRaft), started by the bench"
+        what = (
+            f"local single-node Kafka {KAFKA_VERSION} (KRaft), started by the bench; "
+            f"JVM options {' '.join(JVM_OPTIONS)} (C1 compiler only: see publisher.localkafka)"
+        )
         yield broker.bootstrap, what, [pid]
     finally:
         broker.stop()
