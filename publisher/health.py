@@ -28,6 +28,8 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from publisher.threadnames import name_this_thread
+
 log = logging.getLogger(__name__)
 
 #: A readiness check: ``(ok, detail)``; the detail is shown to whoever calls ``/readyz``.
@@ -127,6 +129,11 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("health %s " + format, self.client_address[0], *args)
 
 
+def _serve(server: _Server) -> None:
+    name_this_thread("dcp-health")
+    server.serve_forever(poll_interval=0.1)
+
+
 class HealthServer:
     """Serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
 
@@ -164,10 +171,7 @@ class HealthServer:
             raise RuntimeError("health server already started")
         self._server = _Server((self._host, self._port), self._registry, self._checks)
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="health-server",
-            daemon=True,
+            target=_serve, args=(self._server,), name="health-server", daemon=True
         )
         self._thread.start()
         log.info("health endpoint listening on %s", self.url)

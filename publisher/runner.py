@@ -70,6 +70,7 @@ from publisher.service import (
     key_affixes,
     new_checkpoint,
 )
+from publisher.threadnames import name_this_thread
 from publisher.windows import WindowSizer
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Presence:
         self._thread.start()
 
     def _loop(self) -> None:
+        name_this_thread("dcp-presence")
         while not self._stop.is_set():
             self._consumer.poll(0.5)  # keeps the membership alive; records are ignored
 

@@ -48,6 +48,7 @@ from publisher.errors import (
 from publisher.kafka import TransactionAborted, TransactionalSink
 from publisher.metrics import PublisherMetrics
 from publisher.prepare import Prepared, StreamShape, encode_late, prepare
+from publisher.threadnames import name_this_thread
 from publisher.timefmt import to_millis
 from publisher.windows import Window, WindowSizer, plan_window, split_window
 
@@ -184,7 +185,10 @@ class Publisher:
         # at a time in the process (see DeltasClient.fetch_then); downloads overlap freely.
         self._decode_gate = threading.Lock()
         self._pool = ThreadPoolExecutor(
-            max_workers=max(1, self.in_flight_limit), thread_name_prefix="fetch"
+            max_workers=max(1, self.in_flight_limit),
+            thread_name_prefix="fetch",
+            initializer=name_this_thread,
+            initargs=("dcp-fetch",),
         )
         self.transactions_committed = 0
 
