@@ -118,6 +118,7 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
 
     with kafka(say) as (bootstrap, broker, broker_pids):
         ours = [os.getpid(), *broker_pids]
+        broker_pid = broker_pids[0] if broker_pids else None
         say(f"producer ceiling ({mode.producer_messages:,} messages)")
         producer = producer_ceiling(
             bootstrap,
@@ -137,7 +138,9 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
                         sim.url, bootstrap, w, spec=specs["Customers"], rows=mode.naive_rows
                     )
                 say(f"end to end: {w.name}, 1 process")
-                runs.append(catch_up(bootstrap, w, SETUP, sim, workdir, ours=ours))
+                runs.append(
+                    catch_up(bootstrap, w, SETUP, sim, workdir, ours=ours, broker_pid=broker_pid)
+                )
                 say(_run_line(runs[-1]))
         assert naive is not None  # noqa: S101 - customers_rows is never empty
         mixed_runs: dict[int, CatchUp] = {}
@@ -146,7 +149,9 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
             for shards in (1, 2):
                 say(f"end to end: mixed, {shards} shard(s)")
                 setup = dataclasses.replace(SETUP, shards=shards)
-                mixed_runs[shards] = catch_up(bootstrap, mixed, setup, sim, workdir, ours=ours)
+                mixed_runs[shards] = catch_up(
+                    bootstrap, mixed, setup, sim, workdir, ours=ours, broker_pid=broker_pid
+                )
                 say(_run_line(mixed_runs[shards]))
         say(f"live latency ({mode.live_seconds:g} s)")
         latency = live_latency(

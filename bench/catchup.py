@@ -23,7 +23,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from bench.checkpoints import CheckpointFollower
-from bench.procstat import TreeWatcher, Usage, children, cpu_seconds, machine_busy_seconds
+from bench.procstat import (
+    TreeWatcher,
+    Usage,
+    children,
+    cpu_seconds,
+    group_seconds,
+    machine_busy_seconds,
+    thread_ticks,
+)
 from bench.workload import (
     SECRET_ENV,
     PublisherSetup,
@@ -51,6 +59,9 @@ class CatchUp:
     others_cpu_seconds: float
     #: (rows committed, largest peak RSS so far in KiB), sampled during the run.
     rss_trace: tuple[tuple[int, int], ...] = ()
+    #: The broker's CPU seconds during the run by thread group (JIT, requests, ...), when the
+    #: bench started it.
+    broker_cpu: tuple[tuple[str, float], ...] = ()
 
     @property
     def rows_per_second(self) -> float:
@@ -84,13 +95,15 @@ def catch_up(
     workdir: Path,
     *,
     ours: list[int],
+    broker_pid: int | None = None,
     timeout: float = 1800,
     wrapper: Sequence[str] = (),
 ) -> CatchUp:
     """Run the publisher on ``workload`` until it has caught up; stop it; return the figures.
 
     ``ours`` are the other processes of the benchmark (itself, the broker it started): their
-    CPU time is not counted as other users' load. ``wrapper`` is a command the publisher
+    CPU time is not counted as other users' load. ``broker_pid``: the broker's threads are
+    measured too. ``wrapper`` is a command the publisher
     runs under (a profiler); it is stopped through the publisher.
     """
     doc = publisher_config(workload, setup, bootstrap=bootstrap, simulator_url=simulator.url)
@@ -103,6 +116,7 @@ def catch_up(
     sim_before = simulator.usage()
     busy_before = machine_busy_seconds()
     ours_before = cpu_seconds(ours)
+    broker_before = thread_ticks(broker_pid) if broker_pid else {}
     began = time.monotonic()
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
@@ -121,6 +135,7 @@ def catch_up(
         sim_after = simulator.usage()
         busy = machine_busy_seconds() - busy_before
         ours_used = cpu_seconds(ours) - ours_before
+        broker_after = thread_ticks(broker_pid) if broker_pid else {}
         progress = follower.progress()
     except BaseException as exc:
         proc.kill()
@@ -152,6 +167,20 @@ def catch_up(
         simulator_cpu_seconds=sim_cpu,
         others_cpu_seconds=max(0.0, busy - ours_used - sim_cpu - publisher_cpu),
         rss_trace=tuple(watcher.trace),
+        broker_cpu=tuple(sorted(_used(broker_before, broker_after).items())),
+    )
+
+
+def _used(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]]
+) -> dict[str, float]:
+    """CPU seconds by thread group between two :func:`thread_ticks` readings (a thread that
+    started meanwhile counts from zero)."""
+    return group_seconds(
+        {
+            tid: (group, ticks - before.get(tid, (group, 0))[1])
+            for tid, (group, ticks) in after.items()
+        }
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -62,6 +62,52 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def thread_group(pid: int, tid: int, name: str) -> str:
+    """Which part of a process a thread is, by its OS name: ``main`` (the process's first
+    thread), ``fetch`` (the publisher's dcp-fetch threads), ``librdkafka`` (rdk:*), ``JIT``
+    and ``GC`` (a JVM's compiler and collector threads), ``requests`` (Kafka's request
+    handling and network threads), else ``other``."""
+    if tid == pid:
+        return "main"
+    if name.startswith("dcp-fetch"):
+        return "fetch"
+    if name.startswith("rdk:"):
+        return "librdkafka"
+    if "CompilerThre" in name:
+        return "JIT"
+    if name.startswith(("GC Thread", "G1 ")):
+        return "GC"
+    if name.startswith(("data-plane-kafk", "kafka-network-t", "executor-")):
+        return "requests"
+    return "other"
+
+
+def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
+    """CPU ticks of each live thread of ``pid``: tid -> (group, ticks)."""
+    out: dict[int, tuple[str, int]] = {}
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        tid = int(task.name)
+        out[tid] = (thread_group(pid, tid, name), stat_cpu_ticks(text))
+    return out
+
+
+def group_seconds(threads: dict[int, tuple[str, int]]) -> dict[str, float]:
+    """CPU seconds by thread group, from :func:`thread_ticks` values."""
+    out: dict[str, float] = {}
+    for group, ticks in threads.values():
+        out[group] = out.get(group, 0.0) + ticks / CLOCK_TICKS
+    return out
+
+
 @dataclass
 class Usage:
     """What was seen of one process."""
@@ -70,6 +116,14 @@ class Usage:
     command: str
     peak_rss_kib: int = 0
     cpu_ticks: int = 0
+    #: Latest CPU ticks of each thread seen (tid -> (group, ticks)); threads that ended
+    #: keep their last sample.
+    threads: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+    @property
+    def thread_seconds(self) -> dict[str, float]:
+        """CPU seconds by thread group (see :func:`thread_group`)."""
+        return group_seconds(self.threads)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -128,6 +182,7 @@ class TreeWatcher:
                 seen.command = now.command or seen.command
                 seen.peak_rss_kib = max(seen.peak_rss_kib, now.peak_rss_kib)
                 seen.cpu_ticks = max(seen.cpu_ticks, now.cpu_ticks)
+                seen.threads.update(thread_ticks(pid))
         if done is not None:
             with self._lock:
                 peak = max((u.peak_rss_kib for u in self.usage.values()), default=0)

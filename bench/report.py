@@ -255,6 +255,56 @@ _RUN_HEADER = [
 ]
 
 
+#: Thread groups of the publisher and the broker (bench.procstat.thread_group), in table order.
+_PUBLISHER_GROUPS = ("fetch", "main", "librdkafka", "other")
+_BROKER_GROUPS = ("requests", "JIT", "GC", "other")
+
+
+def cpu_rows(r: Results) -> list[list[str]]:
+    """Microseconds of CPU per published row, by where they were spent."""
+    ceilings = {"customers": r.encode["Customers"].full, "mixed": r.mixed_ceiling}
+    rows = []
+    for c in [*r.customers, *r.mixed.values()]:
+        per_row = 1e6 / max(1, c.rows)
+        mine: dict[str, float] = {}
+        for p in c.publishing:
+            for group, seconds in p.thread_seconds.items():
+                key = group if group in _PUBLISHER_GROUPS else "other"
+                mine[key] = mine.get(key, 0.0) + seconds
+        supervisor = sum(p.cpu_seconds for p in c.processes if p not in c.publishing)
+        broker = dict(c.broker_cpu)
+        broker_other = sum(v for k, v in broker.items() if k not in _BROKER_GROUPS[:3])
+        ceiling = ceilings.get(c.workload.split("-")[0], 0.0)
+        rows.append(
+            [
+                f"{c.workload}, {c.shards} shard{'s' if c.shards > 1 else ''}",
+                *(f"{mine.get(g, 0.0) * per_row:.1f}" for g in _PUBLISHER_GROUPS),
+                f"{(c.cpu_seconds - supervisor) * per_row:.1f}",
+                f"{1e6 / ceiling:.1f}" if ceiling else "-",
+                *(f"{broker.get(g, 0.0) * per_row:.1f}" for g in _BROKER_GROUPS[:3]),
+                f"{broker_other * per_row:.1f}" if broker else "-",
+                f"{c.simulator_cpu_seconds * per_row:.1f}",
+            ]
+        )
+    return rows
+
+
+_CPU_HEADER = [
+    "run",
+    "fetch threads",
+    "main thread",
+    "librdkafka",
+    "other threads",
+    "publisher",
+    "ceiling",
+    "broker requests",
+    "broker JIT",
+    "broker GC",
+    "broker other",
+    "simulator",
+]
+
+
 def _encode_rows(r: Results) -> list[list[str]]:
     return [
         [
@@ -290,6 +340,7 @@ def text_report(r: Results) -> str:
     lines = [f"dataconnect-publisher benchmark ({r.mode}), {r.started:%Y-%m-%d %H:%M %Z}", ""]
     lines += _table(["target", "value", "target", "verdict", "detail"], _target_rows(r))
     lines += ["", *_table(_RUN_HEADER, _run_rows(r)), ""]
+    lines += ["CPU microseconds per row:", *_table(_CPU_HEADER, cpu_rows(r)), ""]
     lines += _table(_ENCODE_HEADER, _encode_rows(r))
     p, n, lat = r.producer, r.naive, r.latency
     lines += [
@@ -363,6 +414,25 @@ def markdown_report(r: Results) -> str:
         f"overlap {s.overlap_seconds:g} s, gzip "
         f"{'on' if s.accept_gzip else 'off'}, producer settings: the defaults of "
         f"`publisher.runner.producer_conf`{_producer_text(s)}.",
+        "",
+        "## Where the CPU goes",
+        "",
+        "CPU microseconds per published row in each end-to-end run, by thread, read from "
+        "`/proc/<pid>/task/*/stat` (the publisher names its threads for the OS).",
+        "",
+        *_md_table(_CPU_HEADER, cpu_rows(r)),
+        "",
+        "- *fetch threads* (`dcp-fetch`): download (gzip inflate included), parse, map, "
+        "Avro-encode, digests and headers. *main thread*: produce, commit, checkpoints, "
+        "metrics. *other threads*: presence, health endpoint, Python's own.",
+        "- *publisher*: all the publishing processes' CPU per row (the supervisor of the 2-shard "
+        "run not included). *ceiling*: the same rows' parse + map + encode in a tight loop on "
+        "one core, per row. A publisher process runs its Python threads one at a time (the "
+        "GIL), so its rows/s are bounded by about 1e6 / (fetch + main) per process.",
+        "- *broker*: the broker's CPU during the run, by its thread names (request and "
+        "network threads, the JVM's JIT compiler and garbage collector threads, the rest); "
+        "`-` when the broker was not started by the bench. It shares the machine's cores with "
+        "the publisher.",
         "",
         "## Ceilings",
         "",

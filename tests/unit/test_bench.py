@@ -3,6 +3,7 @@ figures are judged against the targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
@@ -16,9 +17,17 @@ from bench.ceilings import EncodeCeiling, ProducerCeiling, chunks, mixed_rate
 from bench.latency import Latency, percentile
 from bench.machine import Machine, cpu_model, mem_total_gib
 from bench.naive import Naive, naive_value
-from bench.procstat import Usage, busy_ticks, peak_at, stat_cpu_ticks, status_kib
+from bench.procstat import (
+    CLOCK_TICKS,
+    Usage,
+    busy_ticks,
+    peak_at,
+    stat_cpu_ticks,
+    status_kib,
+    thread_group,
+)
 from bench.profile import format_profile, read_raw
-from bench.report import Results, checks, markdown_report, plateau, text_report
+from bench.report import Results, checks, cpu_rows, markdown_report, plateau, text_report
 from bench.workload import PublisherSetup, Workload, publisher_config, to_toml
 from publisher.config import parse_config
 from publisher.entities import load_entities
@@ -214,3 +223,37 @@ def test_profile_counts_own_and_inclusive_samples() -> None:
     assert profile.own["encode (c.py:3)"] == 6 and profile.own["publish (b.py:2)"] == 3
     assert profile.inclusive["main (a.py:1)"] == 9 and profile.inclusive["parse (p.py:9)"] == 1
     assert "60.0%  encode (c.py:3)" in format_profile(profile, top=3)
+
+
+@pytest.mark.parametrize(
+    ("tid", "name", "group"),
+    [
+        (100, "python", "main"),
+        (101, "dcp-fetch", "fetch"),
+        (102, "rdk:broker1", "librdkafka"),
+        (103, "C1 CompilerThre", "JIT"),
+        (104, "GC Thread#0", "GC"),
+        (105, "data-plane-kafk", "requests"),
+        (106, "dcp-presence", "other"),
+    ],
+)
+def test_threads_are_grouped_by_their_os_names(tid: int, name: str, group: str) -> None:
+    assert thread_group(100, tid, name) == group
+
+
+def test_cpu_per_row_by_thread_group_broker_and_simulator() -> None:
+    c = _catch_up("customers-100k", 1, 100_000, 10.0, 150)
+    tick = CLOCK_TICKS
+    c.processes[0].threads.update(
+        {1: ("main", 1 * tick), 2: ("fetch", 5 * tick), 3: ("fetch", 1 * tick), 4: ("rdk", 0)}
+    )
+    c = dataclasses.replace(c, broker_cpu=(("JIT", 0.5), ("requests", 1.0), ("timer", 0.2)))
+    r = _results(customers=[c])
+    row = cpu_rows(r)[0]
+    # 6 s of fetch threads over 100,000 rows = 60 us/row; ceiling 10,000 rows/s = 100 us/row.
+    assert row[:2] == ["customers-100k, 1 shard", "60.0"]
+    assert row[2] == "10.0"  # main
+    assert row[6] == "100.0"  # ceiling
+    assert row[7:11] == ["10.0", "5.0", "0.0", "2.0"]  # broker requests, JIT, GC, other
+    assert row[11] == "10.0"  # simulator: 1 s
+    assert "## Where the CPU goes" in markdown_report(r)
