@@ -83,6 +83,15 @@ class Results:
     load_at_end: str = ""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: The Customers parse + map + encode ceiling measured again right after the Customers
+    #: end-to-end runs (rows/s): the machine's speed drifts between minutes.
+    customers_ceiling_after: float | None = None
+
+    @property
+    def customers_ceiling(self) -> float:
+        """The Customers ceiling the end-to-end runs are judged against: the higher of the
+        measurements before and after them (the stricter)."""
+        return max(self.encode["Customers"].full, self.customers_ceiling_after or 0.0)
 
     @property
     def customers_big(self) -> CatchUp:
@@ -100,11 +109,11 @@ def checks(r: Results) -> list[Check]:
     out = [
         Check(
             f"end-to-end Customers ({big.rows:,} rows, 1 process) / encode ceiling",
-            big.rows_per_second / cu.full,
+            big.rows_per_second / r.customers_ceiling,
             0.80,
             "x",
             at_most=False,
-            detail=f"{big.rows_per_second:,.0f} / {cu.full:,.0f} rows/s",
+            detail=f"{big.rows_per_second:,.0f} / {r.customers_ceiling:,.0f} rows/s",
         ),
         Check(
             "avrofast encode / plain fastavro.schemaless_writer"
@@ -217,7 +226,7 @@ def _target_rows(r: Results) -> list[list[str]]:
 
 def _run_rows(r: Results) -> list[list[str]]:
     rows = []
-    ceilings = {"customers": r.encode["Customers"].full, "mixed": r.mixed_ceiling}
+    ceilings = {"customers": r.customers_ceiling, "mixed": r.mixed_ceiling}
     for c in [*r.customers, *r.mixed.values()]:
         ceiling = ceilings.get(c.workload.split("-")[0], 0.0)
         rss = ", ".join(f"{p.peak_rss_mib:.0f}" for p in c.publishing)
@@ -262,7 +271,7 @@ _BROKER_GROUPS = ("requests", "JIT", "GC", "other")
 
 def cpu_rows(r: Results) -> list[list[str]]:
     """Microseconds of CPU per published row, by where they were spent."""
-    ceilings = {"customers": r.encode["Customers"].full, "mixed": r.mixed_ceiling}
+    ceilings = {"customers": r.customers_ceiling, "mixed": r.mixed_ceiling}
     rows = []
     for c in [*r.customers, *r.mixed.values()]:
         per_row = 1e6 / max(1, c.rows)
@@ -489,7 +498,14 @@ def markdown_report(r: Results) -> str:
         f"{r.machine.load_at_start} at the start and {r.load_at_end} at the end; the *others' "
         "cores* column shows how much CPU other users took during each end-to-end run. The "
         "encode ceiling is a best-of-3 and so is less affected than single end-to-end runs. "
-        f"Customers encode ceiling this run: {cu.full:,.0f} rows/s.",
+        f"Customers encode ceiling this run: {cu.full:,.0f} rows/s at the start"
+        + (
+            ""
+            if r.customers_ceiling_after is None
+            else f", {r.customers_ceiling_after:,.0f} rows/s again right after the Customers "
+            "end-to-end runs (the Customers ratios use the higher)"
+        )
+        + ".",
         *(f"- {note}" for note in r.notes),
         "",
         "## Profiling",

@@ -257,3 +257,16 @@ def test_cpu_per_row_by_thread_group_broker_and_simulator() -> None:
     assert row[7:11] == ["10.0", "5.0", "0.0", "2.0"]  # broker requests, JIT, GC, other
     assert row[11] == "10.0"  # simulator: 1 s
     assert "## Where the CPU goes" in markdown_report(r)
+
+
+def test_the_customers_ratio_uses_the_higher_of_the_two_ceilings() -> None:
+    # Ceiling 10,000 rows/s at the start; 12,500 right after the Customers runs: the machine
+    # sped up, so 8,000 rows/s end to end is judged against 12,500 (0.64x), not 10,000.
+    r = _results(customers=[_catch_up("customers-100k", 1, 100_000, 12.5, 180)])
+    r.customers_ceiling_after = 12_500.0
+    e2e = next(c for c in checks(r) if c.name.startswith("end-to-end Customers ("))
+    assert e2e.value == pytest.approx(0.64) and e2e.met is False
+    assert "12,500 rows/s again right after" in markdown_report(r)
+    r.customers_ceiling_after = 5_000.0  # slower after: the start's 10,000 stays
+    e2e = next(c for c in checks(r) if c.name.startswith("end-to-end Customers ("))
+    assert e2e.value == pytest.approx(0.8)
