@@ -158,6 +158,9 @@ def _kafka_error(exc: KafkaException | SystemError) -> KafkaError:
 
 #: Delivery reports are served after this many records (see TransactionalSink.produce).
 SERVE_EVERY = 500
+#: A commit, abort or init that has waited longer than this makes the sink unready: these
+#: take milliseconds against a healthy broker.
+SLOW_CALL_SECONDS = 5.0
 
 #: How long ``close`` may spend aborting an open transaction.
 CLOSE_SECONDS = 5.0
@@ -194,6 +197,8 @@ class TransactionalSink:
         #: False while Kafka calls are failing with retriable errors (for /readyz).
         self.healthy = True
         self.health_detail = "not used yet"
+        #: (operation, monotonic start) of the blocking call in progress, if any.
+        self._in_call: tuple[str, float] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def init(self) -> None:
@@ -305,6 +310,22 @@ class TransactionalSink:
         except KafkaException as exc:  # a fatal producer may refuse; nothing is left to save
             log.debug("closing the producer: %s", exc.args[0])
 
+    def health(self) -> tuple[bool, str]:
+        """Readiness of the Kafka side: False while calls fail with retriable errors, and
+        while one blocking call (commit, abort, init) has waited longer than SLOW_CALL_SECONDS.
+
+        A broker that dies just after a transaction's records were delivered leaves
+        ``commit_transaction`` waiting for a coordinator that does not answer, with no error
+        reported until that call times out; readiness must not wait that long.
+        """
+        call = self._in_call
+        if call is not None:
+            op, since = call
+            waited = self._monotonic() - since
+            if waited > SLOW_CALL_SECONDS:
+                return False, f"{op}: waiting for Kafka for {waited:.0f}s"
+        return self.healthy, self.health_detail
+
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._error_seen = err
@@ -361,6 +382,15 @@ class TransactionalSink:
         """Call ``fn(timeout)`` until it succeeds, retrying retriable errors until the
         unavailable deadline; ``timeout`` bounds each attempt by what is left of it."""
         deadline = self._monotonic() + self._deadline_s
+        self._in_call = (op, self._monotonic())
+        try:
+            self._call_until(op, fn, deadline, abortable=abortable)
+        finally:
+            self._in_call = None
+
+    def _call_until(
+        self, op: str, fn: Callable[[float], object], deadline: float, *, abortable: bool
+    ) -> None:
         while True:
             try:
                 fn(max(0.1, min(self._txn_timeout_s, deadline - self._monotonic())))

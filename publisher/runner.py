@@ -499,7 +499,7 @@ class Runner:
             return
 
         def kafka_ok() -> tuple[bool, str]:
-            return sink.healthy, sink.health_detail
+            return sink.health()
 
         def sources_ok() -> tuple[bool, str]:
             stopped = [f"{s.id}: {s.stopped}" for s in streams if s.stopped]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from publisher.kafka import SERVE_EVERY, TransactionalSink
+from publisher.kafka import SERVE_EVERY, SLOW_CALL_SECONDS, TransactionalSink
 
 
 class RecordingProducer:
@@ -36,3 +37,45 @@ def test_delivery_reports_are_served_while_producing_not_only_at_commit() -> Non
     assert calls.count("produce") == 2 * SERVE_EVERY + 1
     polls = [i for i, c in enumerate(calls) if c == "poll"]
     assert polls == [SERVE_EVERY, 2 * SERVE_EVERY + 1]  # after every SERVE_EVERY records
+
+
+class StuckCommitProducer:
+    """commit_transaction blocks (a coordinator that does not answer) until released."""
+
+    def __init__(self, _conf: dict[str, Any]) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.entered.set()
+        self.release.wait(10)
+
+    def flush(self, timeout: float) -> int:
+        return 0  # every record already delivered: only the commit is left
+
+
+def test_a_commit_that_waits_on_kafka_makes_the_sink_unready() -> None:
+    producers: list[StuckCommitProducer] = []
+    now = [100.0]
+
+    def factory(conf: dict[str, Any]) -> Any:
+        producers.append(StuckCommitProducer(conf))
+        return producers[-1]
+
+    sink = TransactionalSink(
+        {"transactional.id": "t"},
+        unavailable_deadline=60,
+        producer_factory=factory,
+        monotonic=lambda: now[0],
+    )
+    committing = threading.Thread(target=sink.commit)
+    committing.start()
+    try:
+        assert producers[0].entered.wait(10)
+        assert sink.health() == (True, "not used yet")  # a commit may take a moment
+        now[0] += SLOW_CALL_SECONDS + 1
+        assert sink.health() == (False, "commit_transaction: waiting for Kafka for 6s")
+    finally:
+        producers[0].release.set()
+        committing.join(10)
+    assert sink.health() == (True, "commit_transaction succeeded")
