@@ -10,6 +10,9 @@ Redaction is the last line of defence, after ``SecretStr``: it scrubs the values
 (``Bearer`` tokens, ``Authorization`` headers, ``password=``, ``client_secret=``,
 ``access_token``-style ``key=value`` pairs and JSON or dict fields) from the message, its
 arguments, extra fields, exception text and stack text, before any formatter sees them.
+
+librdkafka's own lines go through :class:`RepeatFilter`: one line of each kind per 30 s, with
+a count of the repeats, instead of one per reconnect attempt while a broker is down.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
@@ -156,6 +160,48 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one record of each kind through per ``window`` seconds and counts the rest.
+
+    librdkafka logs every failed reconnect: with a broker down, each client repeats the same
+    line many times a second for as long as the outage lasts. A record's kind is its logger,
+    level and message with digits masked (ports and "after 0ms" vary). The first record of a
+    kind passes; the ones within ``window`` seconds after it are dropped and counted, and the
+    next one after that passes with "(repeated N times in the last Ws)" appended.
+    """
+
+    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # let the redaction filter report the malformed record
+        key = (record.name, record.levelno, _DIGITS.sub("#", message))
+        now = self._clock()
+        with self._lock:
+            first, dropped = self._seen.get(key, (now - self.window - 1, 0))
+            if now - first <= self.window:
+                self._seen[key] = (first, dropped + 1)
+                return False
+            if len(self._seen) > _REPEAT_KINDS:  # bounded: forget kinds not seen lately
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
+            self._seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{message} (repeated {dropped} times in the last {self.window:g}s)"
+            record.args = None
+        return True
+
+
+_DIGITS = re.compile(r"\d+")
+_REPEAT_KINDS = 1000
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
     return ts.replace("+00:00", "Z")
@@ -263,6 +309,10 @@ def configure_logging(
     quiet = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(quiet)
+    # librdkafka repeats a failing reconnect many times a second while a broker is down.
+    rdkafka = logging.getLogger("librdkafka")
+    if not any(isinstance(f, RepeatFilter) for f in rdkafka.filters):
+        rdkafka.addFilter(RepeatFilter())
     # An uncaught error in a thread goes through the scrubbing handler, not raw to stderr.
     threading.excepthook = _log_thread_exception
     return handler

@@ -17,6 +17,7 @@ from publisher.logs import (
     REDACTED,
     JsonFormatter,
     Redactor,
+    RepeatFilter,
     TextFormatter,
     configure_logging,
     register_secret,
@@ -261,3 +262,40 @@ def test_http_client_chatter_is_quiet_unless_debug_and_thread_errors_are_scrubbe
     assert "thread-secret-value" not in out
     configure_logging("DEBUG", "json", io.StringIO())
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
+
+
+def _record(message: str, *args: object, name: str = "librdkafka") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, message, args, None)
+
+
+def test_repeated_librdkafka_lines_pass_once_per_window_with_a_count() -> None:
+    now = [0.0]
+    repeats = RepeatFilter(window=30, clock=lambda: now[0])
+    fail = "FAIL [%s] 127.0.0.1:%d/bootstrap: Connect failed: Connection refused (after %dms)"
+    passed = []
+    for i in range(600):  # 20 attempts a second for 30 s, ports and timings varying
+        now[0] = i * 0.05
+        record = _record(fail, "rdkafka#consumer-4", 55697 + i % 3, i % 2)
+        if repeats.filter(record):
+            passed.append(record.getMessage())
+    now[0] = 30.5
+    later = _record(fail, "rdkafka#consumer-4", 55697, 0)
+    assert repeats.filter(later)
+    assert passed == [
+        "FAIL [rdkafka#consumer-4] 127.0.0.1:55697/bootstrap: Connect failed: "
+        "Connection refused (after 0ms)"
+    ]
+    assert later.getMessage().endswith("(after 0ms) (repeated 599 times in the last 30s)")
+    # Another kind of line is not held back by the first one.
+    assert repeats.filter(_record("FAIL [%s] SSL handshake failed", "rdkafka#producer-1"))
+
+
+def test_only_librdkafka_lines_are_collapsed() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    for _ in range(5):
+        logging.getLogger("librdkafka").error("FAIL broker down")
+        logging.getLogger("publisher.kafka").warning("commit_transaction: retrying")
+    messages = [line["message"] for line in lines(stream)]
+    assert messages.count("FAIL broker down") == 1
+    assert messages.count("commit_transaction: retrying") == 5
