@@ -12,7 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -123,6 +123,18 @@ def tree(
         sim.server.stop()
 
 
+def live_tree(kafka_bootstrap: str, tmp_path: Path) -> AbstractContextManager[Tree]:
+    """A tree on a live simulator (300 rows of history, then live and late rows), with the
+    DEBUG log that names each committed window."""
+    return tree(
+        kafka_bootstrap,
+        tmp_path,
+        settings={"default_rows": 300, "history_start": minutes_ago(90), **LIVE},
+        windows={"initial_window_seconds": 900},
+        env=DEBUG_ENV,
+    )
+
+
 def test_two_shards_split_the_streams_and_stop_together_on_sigterm(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -202,13 +214,7 @@ def test_kill9_of_one_shard_stops_the_tree_and_a_restart_completes_exactly_once(
 def test_a_shard_that_stops_on_its_own_stops_the_tree(kafka_bootstrap: str, tmp_path: Path) -> None:
     # Nobody asked the supervisor to stop, so shard 1's streams would go unpublished while
     # shard 0 runs on: the tree stops and says why.
-    with tree(
-        kafka_bootstrap,
-        tmp_path,
-        settings={"default_rows": 300, "history_start": minutes_ago(90), **LIVE},
-        windows={"initial_window_seconds": 900},
-        env=DEBUG_ENV,
-    ) as t:
+    with live_tree(kafka_bootstrap, tmp_path) as t:
         sup, kids = t.supervise()
         # Once shard 1 commits it handles SIGTERM with a clean stop (exit 0).
         sup.wait_for_log(r'"message":"committed retailer/Activities window', 60)
@@ -224,12 +230,7 @@ def test_a_shard_that_stops_on_its_own_stops_the_tree(kafka_bootstrap: str, tmp_
 
 
 def test_both_shards_killed_at_once_is_a_failure(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with tree(
-        kafka_bootstrap,
-        tmp_path,
-        settings={"default_rows": 300, "history_start": minutes_ago(90), **LIVE},
-        windows={"initial_window_seconds": 900},
-    ) as t:
+    with live_tree(kafka_bootstrap, tmp_path) as t:
         sup, kids = t.supervise()
         sup.wait_for_log(PUBLISHING_AS.pattern, 60)
         for pid in kids.values():
@@ -261,13 +262,7 @@ def test_sigterm_while_the_shards_start_is_a_clean_stop(
 def test_killing_the_supervisor_stops_its_shards_cleanly(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    with tree(
-        kafka_bootstrap,
-        tmp_path,
-        settings={"default_rows": 300, "history_start": minutes_ago(90), **LIVE},
-        windows={"initial_window_seconds": 900},
-        env=DEBUG_ENV,
-    ) as t:
+    with live_tree(kafka_bootstrap, tmp_path) as t:
         sup, kids = t.supervise()
         sup.wait_for_log(r'"message":"committed retailer/Activities window', 60)
         sup.kill9()  # no handler runs: the kernel's parent-death signal must stop them
