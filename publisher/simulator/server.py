@@ -3,12 +3,18 @@
 One thread per connection (stdlib ``ThreadingHTTPServer``). Responses always carry
 ``Content-Length``, so connections stay open between requests. ``drop`` faults close the
 socket without a response; ``drop_mid_body`` sends the headers and half the body first.
+
+A bug in the simulator answers 500 with DataConnect's error body and is logged with its
+traceback, as a real server would; a client that hangs up mid-answer (which the publisher's
+tests do on purpose) is not an error and prints nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -16,9 +22,13 @@ from typing import cast
 from urllib.parse import parse_qsl, urlsplit
 
 from publisher.simulator.app import Simulator
-from publisher.simulator.responses import SimResponse
+from publisher.simulator.responses import SimResponse, error_response
+
+log = logging.getLogger(__name__)
 
 _IDLE_TIMEOUT = 60.0  # seconds an idle keep-alive connection is kept
+#: What a client that goes away mid-request raises on the server's side of the socket.
+_HUNG_UP = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
 
 
 class _Server(ThreadingHTTPServer):
@@ -30,6 +40,13 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """socketserver prints any error escaping a connection's thread to stderr; a peer
+        that hung up is normal, anything else is logged."""
+        if isinstance(sys.exc_info()[1], _HUNG_UP):
+            return
+        log.exception("simulator connection from %s failed", client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -65,7 +82,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         simulator = cast(_Server, self.server).simulator
         headers = {name: value for name, value in self.headers.items()}
-        self._send(simulator.handle(self.command, url.path, query, headers, body))
+        try:
+            response = simulator.handle(self.command, url.path, query, headers, body)
+        except Exception:  # the server's edge: a bug becomes a logged 500
+            log.exception("simulator failed on %s %s", self.command, url.path)
+            response = error_response(500, "An error has occurred.")
+        self._send(response)
 
     def _send(self, response: SimResponse) -> None:
         if response.drop == "before":

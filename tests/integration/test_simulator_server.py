@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -321,3 +325,50 @@ def test_windows_cut_anywhere_add_up_to_the_same_multiset() -> None:
         for lo, hi in pairwise(cuts):
             pieces.extend(live.get("Activities", lo, hi).json())
         assert identity(pieces, "Activities") == identity(whole, "Activities")
+
+
+def test_a_bug_answers_500_and_is_logged_not_printed(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with running() as live:
+
+        def broken(*_args: Any) -> Any:
+            raise KeyError("a bug in the simulator")
+
+        monkeypatch.setattr(live.sim, "handle", broken)
+        with caplog.at_level(logging.ERROR, logger="publisher.simulator.server"):
+            response = live.client.get("/anything")
+        assert response.status_code == 500
+        assert response.json() == {"Error": True, "Message": "An error has occurred."}
+        failures = [r for r in caplog.records if r.name == "publisher.simulator.server"]
+        assert [r.getMessage() for r in failures] == ["simulator failed on GET /anything"]
+        assert failures[0].exc_info is not None  # the traceback goes to the log
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_client_that_hangs_up_mid_answer_prints_nothing(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with running(default_rows=20_000) as live:
+        params = window(START, END, live.settings)
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        host, port = live.server.url.removeprefix("http://").split(":")
+        for _ in range(5):  # a big answer, and the client resets the socket before reading it
+            sock = socket.create_connection((host, int(port)))
+            request = (
+                f"GET {live.sim.deltas_path('Customers')}?{query} HTTP/1.1\r\n"
+                f"Host: {host}\r\nAuthorization: {live.auth['Authorization']}\r\n\r\n"
+            )
+            sock.sendall(request.encode())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # SO_LINGER 0: RST, not FIN
+        assert live.get("Customers", START, START + timedelta(hours=1)).status_code == 200
+        # The hung-up requests end (their threads fail to write) after rendering the answer.
+        deadline = time.monotonic() + 30
+        while live.server.open_connections > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live.server.open_connections == 1  # the test's own keep-alive client
+        time.sleep(0.5)  # an error would be printed right after its connection closed
+    assert capfd.readouterr().err == ""
