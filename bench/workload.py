@@ -149,6 +149,7 @@ class PublisherSetup:
     window_rows: int = 20_000
     max_windows_per_transaction: int = 8
     prefetch_windows: int = 2
+    decode_processes: int = 0
     overlap_seconds: float = 300.0
     settle_delay_seconds: float = 30.0
     poll_interval_seconds: float = 10.0
@@ -177,6 +178,7 @@ def publisher_config(
             "dead_letter_topic": f"{prefix}.deadletter",
             "max_windows_per_transaction": setup.max_windows_per_transaction,
             "prefetch_windows": setup.prefetch_windows,
+            "decode_processes": setup.decode_processes,
         },
         "kafka": {"bootstrap_servers": bootstrap, "topic_partitions": 3},
         "windows": {

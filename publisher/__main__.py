@@ -2,4 +2,5 @@
 
 from publisher.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a spawned decode process imports it
+    raise SystemExit(main())

@@ -215,6 +215,11 @@ class PublisherConfig(_Model):
     #: process holds at most max(prefetch_windows, its streams) windows in flight (encoded,
     #: about 1 KB per Customers row): with several streams, one each is enough.
     prefetch_windows: int = Field(default=2, ge=1, le=8)
+    #: Processes that parse, map and encode fetched windows beside this one. 0: the fetch
+    #: threads do it, and the process's Python work (one core at most, the GIL) bounds its
+    #: rows/s. N: up to N windows decode at once in other processes, so even one stream can
+    #: use more cores; each takes about 100 MB and a second or two to start.
+    decode_processes: int = Field(default=0, ge=0, le=16)
 
     @model_validator(mode="after")
     def _check(self) -> PublisherConfig:

@@ -63,6 +63,11 @@ class RowRejected(PublisherError):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[RowRejected], tuple[str, str]]:
+        # Rejections come back from decode processes pickled; the default would call
+        # RowRejected(message) with one argument.
+        return (type(self), (self.reason, self.detail))
+
 
 class EntityStopped(PublisherError):
     """This (source, entity) stream cannot go on until an operator acts."""

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from operator import itemgetter
 from typing import Any, NamedTuple
 
 from publisher.checkpoint import row_digest
-from publisher.codec import EntityCodec
+from publisher.codec import EntityCodec, WireFormat
+from publisher.entities import EntitySpec
 from publisher.errors import RowRejected
 from publisher.mapping import RowMapper
 from publisher.windows import Window
@@ -68,6 +70,45 @@ class StreamShape:
     key_prefix: str
     key_suffix: str
     headers_base: tuple[tuple[str, bytes], ...]
+    #: What it was built from, when it was (a decode process builds the same shape from it).
+    recipe: ShapeRecipe | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeRecipe:
+    """Plain, picklable data a :class:`StreamShape` is built from: the mapper and codec are
+    generated code, so another process rebuilds them rather than receive them."""
+
+    stream_id: str
+    entity: EntitySpec
+    source_name: str
+    version: str
+    zone: tzinfo
+    deleted_carries_row: bool
+    wire_format: WireFormat
+    schema_id: int | None
+    key_prefix: str
+    key_suffix: str
+    headers_base: tuple[tuple[str, bytes], ...]
+
+    def build(self) -> StreamShape:
+        mapper = RowMapper(
+            self.entity,
+            source_name=self.source_name,
+            version=self.version,
+            zone=self.zone,
+            deleted_carries_row=self.deleted_carries_row,
+        )
+        codec = EntityCodec(self.entity, wire_format=self.wire_format, schema_id=self.schema_id)
+        return StreamShape(
+            self.stream_id,
+            mapper,
+            codec,
+            self.key_prefix,
+            self.key_suffix,
+            self.headers_base,
+            recipe=self,
+        )
 
 
 _OP_BYTES = {"c": b"c", "u": b"u", "d": b"d"}

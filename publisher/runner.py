@@ -33,11 +33,11 @@ from prometheus_client import CollectorRegistry
 
 from publisher import __version__
 from publisher.checkpoint import latest, stream_id
-from publisher.codec import EntityCodec
 from publisher.config import Config, SourceConfig, utc_now
 from publisher.dataconnect.client import DeltasClient
 from publisher.dataconnect.hooks import ClientHooks
 from publisher.dataconnect.settings import RetrySettings, SourceHTTPSettings
+from publisher.decodepool import DecodePool
 from publisher.entities import EntitySpec
 from publisher.errors import (
     EXIT_CONFIG,
@@ -57,9 +57,8 @@ from publisher.kafka import (
     read_to_end,
 )
 from publisher.logs import register_secret
-from publisher.mapping import RowMapper
 from publisher.metrics import PublisherMetrics
-from publisher.prepare import StreamShape
+from publisher.prepare import ShapeRecipe
 from publisher.progress import DEFAULT_INTERVAL, ProgressReporter, ProgressTracker
 from publisher.registry import register_value_schemas
 from publisher.service import (
@@ -304,24 +303,19 @@ def build_streams(
                     entity=spec,
                     topic=config.topic_for(source.name, name),
                     client=client,
-                    shape=StreamShape(
+                    shape=ShapeRecipe(
                         stream_id(source.name, name),
-                        RowMapper(
-                            spec,
-                            source_name=source.name,
-                            version=__version__,
-                            zone=source.zone,
-                            deleted_carries_row=config.publisher.deleted_rows_carry_data,
-                        ),
-                        EntityCodec(
-                            spec,
-                            wire_format=config.publisher.wire_format,
-                            schema_id=schema_ids.get(config.topic_for(source.name, name)),
-                        ),
-                        prefix,
-                        suffix,
-                        base_headers(source.name, name),
-                    ),
+                        spec,
+                        source_name=source.name,
+                        version=__version__,
+                        zone=source.zone,
+                        deleted_carries_row=config.publisher.deleted_rows_carry_data,
+                        wire_format=config.publisher.wire_format,
+                        schema_id=schema_ids.get(config.topic_for(source.name, name)),
+                        key_prefix=prefix,
+                        key_suffix=suffix,
+                        headers_base=base_headers(source.name, name),
+                    ).build(),
                     sizer=WindowSizer(
                         size=timedelta(seconds=w.initial_window_seconds),
                         min_size=timedelta(seconds=w.min_window_seconds),
@@ -452,6 +446,10 @@ class Runner:
             # Nothing else marks a stream running: the service only reports "stopped".
             self.metrics.entity_state(s.source.name, s.entity.name, "running")
         log.info("publishing as %s: %s", txn_id, describe(streams))
+        decoder = None
+        if config.publisher.decode_processes:
+            decoder = DecodePool(config.publisher.decode_processes)
+            log.info("%d decode processes ready", decoder.processes)
         publisher = Publisher(
             config,
             streams,
@@ -459,6 +457,7 @@ class Runner:
             self.metrics,
             clock=self.clock,
             on_commit=self._progress(streams).on_commit,
+            decoder=decoder,
         )
         self.publisher = publisher
         if self._stop_requested.is_set():
@@ -469,6 +468,8 @@ class Runner:
         try:
             publisher.run()
         finally:
+            if decoder is not None:
+                decoder.close()
             presence.close()
             sink.close()
             for client in {id(s.client): s.client for s in streams}.values():

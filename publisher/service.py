@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +37,7 @@ from publisher.checkpoint import Checkpoint, row_digest, stream_id
 from publisher.codec import dead_letter_value
 from publisher.config import Config, SourceConfig, utc_now
 from publisher.dataconnect.client import DeltasClient
+from publisher.decodepool import DecodePool
 from publisher.entities import EntitySpec
 from publisher.errors import (
     EntityStopped,
@@ -162,8 +163,12 @@ class Publisher:
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         on_commit: Callable[[Sequence[Stream]], None] | None = None,
+        decoder: DecodePool | None = None,
     ) -> None:
+        """``decoder``: worker processes that parse, map and encode windows; without one the
+        fetch threads do it."""
         self.config = config
+        self.decoder = decoder
         self.streams = list(streams)
         self.sink = sink
         self.metrics = metrics
@@ -183,7 +188,10 @@ class Publisher:
         self._wake = threading.Event()
         # Held while a fetched window is parsed, mapped and encoded: one window's parsed rows
         # at a time in the process (see DeltasClient.fetch_then); downloads overlap freely.
-        self._decode_gate = threading.Lock()
+        # With decode processes, one window per process: their memory is their own.
+        self._decode_gate: threading.Lock | threading.Semaphore = (
+            threading.Lock() if decoder is None else threading.Semaphore(decoder.processes)
+        )
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.in_flight_limit),
             thread_name_prefix="fetch",
@@ -265,13 +273,23 @@ class Publisher:
         began = time.monotonic()
         while True:
             try:
-                prepared = s.client.fetch_then(
-                    s.entity,
-                    window.start,
-                    window.stop,
-                    partial(self._prepare, s, window, generation),
-                    gate=self._decode_gate,
-                )
+                if self.decoder is None:
+                    prepared = s.client.fetch_then(
+                        s.entity,
+                        window.start,
+                        window.stop,
+                        partial(self._prepare, s, window, generation),
+                        gate=self._decode_gate,
+                    )
+                else:
+                    prepared = s.client.fetch_then(
+                        s.entity,
+                        window.start,
+                        window.stop,
+                        partial(self._decode_elsewhere, self.decoder, s, window, generation),
+                        gate=self._decode_gate,
+                        parse=_raw,
+                    )
             except WindowTooLarge as exc:
                 smaller = split_window(window, self.min_window)
                 if smaller is None:
@@ -297,14 +315,39 @@ class Publisher:
         window was dropped while it downloaded: then it is not worth encoding."""
         if generation != s.generation:
             return None
-        # Rows the committed checkpoint or the window prepared just before already hold need no
-        # encoding (the overlap). Only a hint: the loop decides against its own checkpoint.
-        seen_generation, recent = s.recent
-        committed = s.committed.seen.entries  # never mutated once committed
-        skip = recent.union(committed) if seen_generation == generation else committed
-        prepared = prepare(s.shape, window, rows, now_ms=to_millis(self.clock()), skip=skip)
+        prepared = prepare(
+            s.shape, window, rows, now_ms=to_millis(self.clock()), skip=self._skip(s, generation)
+        )
         s.recent = (generation, prepared.digests())
         return prepared
+
+    def _decode_elsewhere(
+        self, decoder: DecodePool, s: Stream, window: Window, generation: int, body: bytes
+    ) -> Prepared | None:
+        """:meth:`_prepare` in a decode process, from the body as downloaded."""
+        if generation != s.generation:
+            return None
+        recipe = s.shape.recipe
+        if recipe is None:
+            raise FatalError(f"{s.id}: its stream shape has no recipe for a decode process")
+        prepared = decoder.decode(
+            recipe,
+            window,
+            body,
+            now_ms=to_millis(self.clock()),
+            skip=frozenset(self._skip(s, generation)),
+        )
+        s.recent = (generation, prepared.digests())
+        return prepared
+
+    @staticmethod
+    def _skip(s: Stream, generation: int) -> Collection[int]:
+        """Digests whose rows need no encoding: the committed checkpoint's, and those of the
+        window prepared just before (the overlap). Only a hint: the loop decides against its
+        own checkpoint."""
+        seen_generation, recent = s.recent
+        committed = s.committed.seen.entries  # never mutated once committed
+        return recent.union(committed) if seen_generation == generation else committed
 
     def _take_ready(self) -> list[tuple[Stream, Fetched]]:
         """The oldest window of each stream, when it is ready, up to the transaction limit.
@@ -502,6 +545,11 @@ def key_affixes(template: str, source: str, entity: str) -> tuple[str, str]:
     """Split the key template around ``{id}`` once, so each key is two concatenations."""
     before, _, after = template.partition("{id}")
     return before.format(source=source, entity=entity), after.format(source=source, entity=entity)
+
+
+def _raw(body: bytes) -> bytes:
+    """The body as downloaded: a decode process parses it."""
+    return body
 
 
 def base_headers(source: str, entity: str) -> tuple[tuple[str, bytes], ...]:

@@ -51,6 +51,16 @@ def _as_is(rows: list[Row]) -> list[Row]:
     return rows
 
 
+class BodyUnreadable(ValueError):
+    """Raised by a ``then`` that parses the body itself (see :meth:`DeltasClient.fetch_then`):
+    the answer is retried like any other unreadable one."""
+
+    def __init__(self, problem: str, excerpt: bytes = b"") -> None:
+        super().__init__(problem, excerpt)
+        self.problem = problem
+        self.excerpt = excerpt  # the start of the body, to quote a DataConnect message
+
+
 def deltas_url(settings: SourceHTTPSettings, entity: str) -> str:
     """The absolute URL of an entity's Deltas endpoint."""
     template = settings.paths.get(entity, settings.path_template)
@@ -167,9 +177,10 @@ class DeltasClient:
         entity: EntitySpec,
         start: datetime,
         stop: datetime,
-        then: Callable[[list[Row]], _T],
+        then: Callable[[Any], _T],
         *,
         gate: AbstractContextManager[object] = _NO_GATE,
+        parse: Callable[[bytes], Any] = parse_rows,
     ) -> _T:
         """Like :meth:`fetch`, but hand the rows to ``then`` and return what it returns.
 
@@ -178,6 +189,10 @@ class DeltasClient:
         three times their JSON size (3.8 KiB per Customers row), so a process whose fetch
         threads share one gate holds at most one window of them at a time, however many are
         downloading; under the GIL they could not be parsed faster side by side anyway.
+
+        ``parse`` turns the body into what ``then`` receives (ValueError: unreadable). A
+        ``then`` that parses the body itself, elsewhere, gets it with ``parse=bytes`` and
+        raises :class:`BodyUnreadable`; either way an unreadable answer is retried.
         """
         params = request_params(self._settings, entity, start, stop)
         ctx = RequestContext(self._settings.name, entity.name, params[0][1], params[1][1])
@@ -186,7 +201,7 @@ class DeltasClient:
         failures = 0
         reauthenticated = False
         while True:
-            result = self._attempt(url, params, ctx, then, gate)
+            result = self._attempt(url, params, ctx, then=then, gate=gate, parse=parse)
             if not isinstance(result, Failure):
                 return result
             if result.action is Action.REAUTHENTICATE and not reauthenticated:
@@ -210,8 +225,10 @@ class DeltasClient:
         url: str,
         params: list[tuple[str, str]],
         ctx: RequestContext,
-        then: Callable[[list[Row]], _T],
+        *,
+        then: Callable[[Any], _T],
         gate: AbstractContextManager[object],
+        parse: Callable[[bytes], Any],
     ) -> _T | Failure:
         """Send one request; what ``then`` makes of its rows, or the failure statuses.py
         maps it to."""
@@ -244,11 +261,14 @@ class DeltasClient:
             del response  # only the body is needed from here on
             with gate:
                 try:
-                    rows = parse_rows(body)
+                    rows = parse(body)
                 except ValueError as exc:
                     return failure_for_body(str(exc), body, ctx, secrets)
                 del body
-                result = then(rows)
+                try:
+                    result = then(rows)
+                except BodyUnreadable as exc:
+                    return failure_for_body(exc.problem, exc.excerpt, ctx, secrets)
                 del rows  # freed while the gate is held: the next window may parse now
             return result
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())

@@ -425,3 +425,53 @@ def test_fetched_windows_are_decoded_one_at_a_time(monkeypatch: pytest.MonkeyPat
     run_until_caught_up(config, FakeDataConnect(rows), sink)
     assert most == 1
     assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
+
+
+def test_decode_processes_publish_every_row_once_and_an_unreadable_body_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from publisher import service
+    from publisher.decodepool import DecodePool
+
+    def not_here(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("prepared in the publishing process, not in a decode process")
+
+    monkeypatch.setattr(service, "prepare", not_here)  # the spawned worker has its own
+
+    rows = spread_rows(40)
+    fake = FakeDataConnect(rows)
+    broken = [1]  # the first data answer is cut short: the worker cannot parse it
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/token") and broken[0]:
+            broken[0] -= 1
+            return httpx.Response(200, content=b'[{"CustomerID": "00000000-')
+        return fake(request)
+
+    config = make_config(
+        {"decode_processes": 1},
+        {"retry_base_seconds": 0.01},
+        initial_window_seconds=900,
+        max_window_seconds=900,
+    )
+    streams, metrics = new_streams(config, handler)
+    decoder = DecodePool(1)
+    try:
+        publisher = Publisher(
+            config, streams, FakeSink(), metrics, clock=lambda: NOW, decoder=decoder
+        )  # type: ignore[arg-type]
+        sink = publisher.sink
+
+        def stop_when_caught_up(_streams: Any) -> None:
+            if all(s.committed.watermark >= NOW for s in publisher.streams):
+                publisher.stop()
+
+        publisher.on_commit = stop_when_caught_up
+        thread = threading.Thread(target=publisher.run)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "publisher did not catch up"
+    finally:
+        decoder.close()
+    assert broken == [0]
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)  # type: ignore[arg-type]

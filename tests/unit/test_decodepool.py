@@ -1,0 +1,64 @@
+"""Decode processes: a window decoded in a worker process equals the same window prepared on
+the calling thread, byte for byte, and an unreadable body comes back as BodyUnreadable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from publisher.dataconnect.client import BodyUnreadable
+from publisher.decodepool import DecodePool
+from publisher.prepare import ShapeRecipe, prepare
+from publisher.service import base_headers
+from tests.unit.test_prepare import NOW_MS, SPEC, WINDOW, row
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[DecodePool]:
+    decoder = DecodePool(2)
+    try:
+        yield decoder
+    finally:
+        decoder.close()
+
+
+def recipe(zone: str = "UTC") -> ShapeRecipe:
+    return ShapeRecipe(
+        "src/AccountsReceivable",
+        SPEC,
+        source_name="src",
+        version="9.9.9",
+        zone=ZoneInfo(zone),
+        deleted_carries_row=True,
+        wire_format="single-object",
+        schema_id=None,
+        key_prefix="src:",
+        key_suffix="!",
+        headers_base=base_headers("src", "AccountsReceivable"),
+    )
+
+
+def test_a_window_decoded_elsewhere_equals_the_one_prepared_here(pool: DecodePool) -> None:
+    rows = [row(k, k % 50, ("Added", "Updated", "Deleted")[k % 3]) for k in range(300)]
+    rows.append({"RowEvent": "Added"})  # a refused row comes back with its reason
+    rows.append(row(999, 3, Unknown="x"))  # unknown fields are counted
+    body = orjson.dumps(rows)
+    skip = frozenset({prepare(recipe().build(), WINDOW, rows[:5], now_ms=NOW_MS).events[0].digest})
+    for zone in ("UTC", "America/Regina"):
+        here = prepare(recipe(zone).build(), WINDOW, orjson.loads(body), now_ms=NOW_MS, skip=skip)
+        there = pool.decode(recipe(zone), WINDOW, body, now_ms=NOW_MS, skip=skip)
+        assert there.events == here.events
+        assert [(r, str(e)) for r, e in there.rejected] == [(r, str(e)) for r, e in here.rejected]
+        assert there.rows == here.rows == len(rows)
+        assert any(e.value is None for e in there.events)  # the skip hint crossed over
+
+
+@pytest.mark.parametrize("body", [b'[{"AccountID": ', b'{"Error": true, "Message": "busy"}'])
+def test_an_unreadable_body_comes_back_as_body_unreadable(pool: DecodePool, body: bytes) -> None:
+    with pytest.raises(BodyUnreadable) as caught:
+        pool.decode(recipe(), WINDOW, body, now_ms=NOW_MS, skip=frozenset())
+    assert caught.value.excerpt == body[:2048]
+    assert caught.value.problem
