@@ -60,6 +60,8 @@ LIVE_SETUP = PublisherSetup(
     window_rows=5_000, overlap_seconds=60, settle_delay_seconds=5, poll_interval_seconds=2
 )
 LIVE_RATE = 5.0  # versions per second per entity
+#: The extra run with parse, map and encode in worker processes: one per core.
+DECODE_PROCESSES = 2
 
 
 class Progress:
@@ -131,6 +133,7 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
             producer_overrides=SETUP.producer,
         )
         runs: list[CatchUp] = []
+        decode: CatchUp | None = None
         naive = None
         for w in customers:
             say(f"simulator for {w.name} (pre-rendering {w.total_rows:,} rows)")
@@ -145,6 +148,18 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
                     catch_up(bootstrap, w, SETUP, sim, workdir, ours=ours, broker_pid=broker_pid)
                 )
                 say(_run_line(runs[-1]))
+                if w is customers[-1]:
+                    say(f"end to end: {w.name}, 1 process, {DECODE_PROCESSES} decode processes")
+                    decode = catch_up(
+                        bootstrap,
+                        w,
+                        dataclasses.replace(SETUP, decode_processes=DECODE_PROCESSES),
+                        sim,
+                        workdir,
+                        ours=ours,
+                        broker_pid=broker_pid,
+                    )
+                    say(_run_line(decode))
         assert naive is not None  # noqa: S101 - customers_rows is never empty
         say("encode ceiling again: Customers (the machine's speed drifts)")
         again, _ = encode_ceiling(specs["Customers"], ceiling_rows, window_rows=SETUP.window_rows)
@@ -185,6 +200,7 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
         latency=latency,
         load_at_end=load_average(),
         customers_ceiling_after=again.full,
+        decode=decode,
         seconds=say.elapsed(),
     )
 

@@ -62,6 +62,7 @@ class CatchUp:
     #: The broker's CPU seconds during the run by thread group (JIT, requests, ...), when the
     #: bench started it.
     broker_cpu: tuple[tuple[str, float], ...] = ()
+    decode_processes: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -80,6 +81,23 @@ class CatchUp:
         """The processes that publish: the shards, or the only process."""
         shards = tuple(p for p in self.processes if "--shard" in p.command)
         return shards or self.processes[:1]
+
+    @property
+    def helpers(self) -> tuple[Usage, ...]:
+        """multiprocessing's processes: decode workers and their resource tracker."""
+        return tuple(p for p in self.processes if "multiprocessing" in p.command)
+
+    @property
+    def supervisor(self) -> tuple[Usage, ...]:
+        """The shards' supervisor, if any."""
+        return tuple(p for p in self.processes if p not in self.publishing + self.helpers)
+
+    @property
+    def label(self) -> str:
+        out = f"{self.workload}, {self.shards} shard{'s' if self.shards > 1 else ''}"
+        if self.decode_processes:
+            out += f", {self.decode_processes} decode processes"
+        return out
 
     @property
     def peak_rss_mib(self) -> float:
@@ -160,6 +178,7 @@ def catch_up(
     return CatchUp(
         workload=workload.name,
         shards=setup.shards,
+        decode_processes=setup.decode_processes,
         rows=progress.rows_published(),
         seconds=done - began,
         startup_seconds=(progress.first_seen or done) - began,

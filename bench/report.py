@@ -86,6 +86,14 @@ class Results:
     #: The Customers parse + map + encode ceiling measured again right after the Customers
     #: end-to-end runs (rows/s): the machine's speed drifts between minutes.
     customers_ceiling_after: float | None = None
+    #: The largest Customers backlog again, with decode processes (not a target: the
+    #: targets are for the default settings).
+    decode: CatchUp | None = None
+
+    @property
+    def runs(self) -> list[CatchUp]:
+        """Every end-to-end catch-up, in the order of the tables."""
+        return [*self.customers, *([self.decode] if self.decode else []), *self.mixed.values()]
 
     @property
     def customers_ceiling(self) -> float:
@@ -227,15 +235,17 @@ def _target_rows(r: Results) -> list[list[str]]:
 def _run_rows(r: Results) -> list[list[str]]:
     rows = []
     ceilings = {"customers": r.customers_ceiling, "mixed": r.mixed_ceiling}
-    for c in [*r.customers, *r.mixed.values()]:
+    for c in r.runs:
         ceiling = ceilings.get(c.workload.split("-")[0], 0.0)
         rss = ", ".join(f"{p.peak_rss_mib:.0f}" for p in c.publishing)
-        others = [p for p in c.processes if p not in c.publishing]
-        if others:  # the supervisor of the shard processes
-            rss += f" (supervisor {max(p.peak_rss_mib for p in others):.0f})"
+        if c.supervisor:
+            rss += f" (supervisor {max(p.peak_rss_mib for p in c.supervisor):.0f})"
+        workers = [p for p in c.helpers if p.peak_rss_mib > 0]
+        if c.decode_processes and workers:
+            rss += f" (decode processes {', '.join(f'{p.peak_rss_mib:.0f}' for p in workers)})"
         rows.append(
             [
-                f"{c.workload}, {c.shards} shard{'s' if c.shards > 1 else ''}",
+                c.label,
                 f"{c.rows:,}",
                 f"{c.seconds:.1f}",
                 f"{c.rows_per_second:,.0f}",
@@ -273,21 +283,23 @@ def cpu_rows(r: Results) -> list[list[str]]:
     """Microseconds of CPU per published row, by where they were spent."""
     ceilings = {"customers": r.customers_ceiling, "mixed": r.mixed_ceiling}
     rows = []
-    for c in [*r.customers, *r.mixed.values()]:
+    for c in r.runs:
         per_row = 1e6 / max(1, c.rows)
         mine: dict[str, float] = {}
         for p in c.publishing:
             for group, seconds in p.thread_seconds.items():
                 key = group if group in _PUBLISHER_GROUPS else "other"
                 mine[key] = mine.get(key, 0.0) + seconds
-        supervisor = sum(p.cpu_seconds for p in c.processes if p not in c.publishing)
+        supervisor = sum(p.cpu_seconds for p in c.supervisor)
+        helpers = sum(p.cpu_seconds for p in c.helpers)
         broker = dict(c.broker_cpu)
         broker_other = sum(v for k, v in broker.items() if k not in _BROKER_GROUPS[:3])
         ceiling = ceilings.get(c.workload.split("-")[0], 0.0)
         rows.append(
             [
-                f"{c.workload}, {c.shards} shard{'s' if c.shards > 1 else ''}",
+                c.label,
                 *(f"{mine.get(g, 0.0) * per_row:.1f}" for g in _PUBLISHER_GROUPS),
+                f"{helpers * per_row:.1f}",
                 f"{(c.cpu_seconds - supervisor) * per_row:.1f}",
                 f"{1e6 / ceiling:.1f}" if ceiling else "-",
                 *(f"{broker.get(g, 0.0) * per_row:.1f}" for g in _BROKER_GROUPS[:3]),
@@ -304,6 +316,7 @@ _CPU_HEADER = [
     "main thread",
     "librdkafka",
     "other threads",
+    "decode processes",
     "publisher",
     "ceiling",
     "broker requests",
@@ -358,6 +371,17 @@ def text_report(r: Results) -> str:
         f"{p.messages // p.transactions:,} per transaction)",
         f"naive script: {n.rate:,.0f} rows/s over {n.rows:,} rows",
         f"peak RSS of the {r.customers_big.workload} run: {plateau(r.customers_big)}",
+        *(
+            [
+                f"with {r.decode.decode_processes} decode processes: "
+                f"{r.decode.rows_per_second:,.0f} rows/s, "
+                f"{r.decode.rows_per_second / r.customers_big.rows_per_second:.2f}x the default "
+                f"({r.customers_big.rows_per_second:,.0f}), "
+                f"{r.decode.rows_per_second / r.customers_ceiling:.2f}x the encode ceiling"
+            ]
+            if r.decode
+            else []
+        ),
         f"live: p50 {lat.p50:.2f} s, p99 {lat.p99:.2f} s, max {lat.max:.2f} s over "
         f"{lat.samples:,} rows (simulator made {lat.expected:,} visible); poll interval "
         f"{lat.poll_interval:g} s, settle delay {lat.settle_delay:g} s",
@@ -394,7 +418,11 @@ def markdown_report(r: Results) -> str:
         "two shard processes) catches up a history from `start_from`, the history start. The "
         "clock runs from spawning the process (imports, topic creation and `init_transactions` "
         "included) until a read_committed consumer of the checkpoint topic sees every stream's "
-        "watermark at the history end. rows/s = rows published / that time.",
+        "watermark at the history end. rows/s = rows published / that time. The run with "
+        "*decode processes* repeats the largest Customers backlog with "
+        "`publisher.decode_processes` set (parse, map and encode in worker processes, so one "
+        "entity can use both cores); it is not one of the targets, which are for the default "
+        "settings.",
         "",
         *_md_table(_RUN_HEADER, _run_rows(r)),
         "",
@@ -433,11 +461,14 @@ def markdown_report(r: Results) -> str:
         "",
         "- *fetch threads* (`dcp-fetch`): download (gzip inflate included), parse, map, "
         "Avro-encode, digests and headers. *main thread*: produce, commit, checkpoints, "
-        "metrics. *other threads*: presence, health endpoint, Python's own.",
-        "- *publisher*: all the publishing processes' CPU per row (the supervisor of the 2-shard "
-        "run not included). *ceiling*: the same rows' parse + map + encode in a tight loop on "
-        "one core, per row. A publisher process runs its Python threads one at a time (the "
-        "GIL), so its rows/s are bounded by about 1e6 / (fetch + main) per process.",
+        "metrics. *other threads*: presence, health endpoint, Python's own. *decode "
+        "processes*: with `publisher.decode_processes`, the worker processes that parse, map "
+        "and encode instead of the fetch threads.",
+        "- *publisher*: all the publisher's processes' CPU per row, decode processes included "
+        "(the supervisor of the 2-shard run not included). *ceiling*: the same rows' parse + "
+        "map + encode in a tight loop on one core, per row. A publisher process runs its "
+        "Python threads one at a time (the GIL), so without decode processes its rows/s are "
+        "bounded by about 1e6 / (fetch + main) per process.",
         "- *broker*: the broker's CPU during the run, by its thread names (request and "
         "network threads, the JVM's JIT compiler and garbage collector threads, the rest); "
         "`-` when the broker was not started by the bench. It shares the machine's cores with "

@@ -253,9 +253,10 @@ def test_cpu_per_row_by_thread_group_broker_and_simulator() -> None:
     # 6 s of fetch threads over 100,000 rows = 60 us/row; ceiling 10,000 rows/s = 100 us/row.
     assert row[:2] == ["customers-100k, 1 shard", "60.0"]
     assert row[2] == "10.0"  # main
-    assert row[6] == "100.0"  # ceiling
-    assert row[7:11] == ["10.0", "5.0", "0.0", "2.0"]  # broker requests, JIT, GC, other
-    assert row[11] == "10.0"  # simulator: 1 s
+    assert row[5] == "0.0"  # no decode processes
+    assert row[7] == "100.0"  # ceiling
+    assert row[8:12] == ["10.0", "5.0", "0.0", "2.0"]  # broker requests, JIT, GC, other
+    assert row[12] == "10.0"  # simulator: 1 s
     assert "## Where the CPU goes" in markdown_report(r)
 
 
@@ -270,3 +271,23 @@ def test_the_customers_ratio_uses_the_higher_of_the_two_ceilings() -> None:
     r.customers_ceiling_after = 5_000.0  # slower after: the start's 10,000 stays
     e2e = next(c for c in checks(r) if c.name.startswith("end-to-end Customers ("))
     assert e2e.value == pytest.approx(0.8)
+
+
+def test_the_decode_run_is_reported_beside_the_targets_not_in_them() -> None:
+    big = _catch_up("customers-1000k", 1, 1_000_000, 125.0, 190)
+    procs = (
+        Usage(1, "python -m publisher run", 150 * 1024, 500),
+        Usage(2, "python -c from multiprocessing.spawn import spawn_main", 90 * 1024, 4000),
+        Usage(3, "python -c from multiprocessing.spawn import spawn_main", 95 * 1024, 4000),
+    )
+    decode = dataclasses.replace(big, seconds=62.5, processes=procs, decode_processes=2)
+    r = _results(customers=[_catch_up("customers-100k", 1, 100_000, 12.5, 180), big])
+    r.decode = decode
+    e2e = next(c for c in checks(r) if c.name.startswith("end-to-end Customers ("))
+    assert e2e.value == pytest.approx(0.8)  # the default run's 8,000 rows/s, not 16,000
+    text = text_report(r)
+    assert "with 2 decode processes: 16,000 rows/s, 2.00x the default (8,000)" in text
+    row = next(row for row in cpu_rows(r) if "decode" in row[0])
+    assert row[0] == "customers-1000k, 1 shard, 2 decode processes"
+    assert row[5] == f"{8000 / CLOCK_TICKS * 1e6 / 1_000_000:.1f}"  # both workers' CPU
+    assert "150 (decode processes 90, 95)" in markdown_report(r)
