@@ -11,8 +11,9 @@ raises :class:`~publisher.dataconnect.client.BodyUnreadable`, which the client r
 
 Workers are started with ``spawn`` (the publishing process has librdkafka's threads, which a
 fork would copy in an unknown state), all of them at start-up, from the thread that creates
-the pool: each asks the kernel to kill it when that thread's process dies, so a ``kill -9``
-of the publisher leaves no worker behind. They ignore SIGINT and SIGTERM: stopping is the
+the pool: each asks the kernel to kill it when that thread's process dies, and also checks
+twice a second that its parent still runs, so a ``kill -9`` of the publisher leaves no worker
+behind. They ignore SIGINT and SIGTERM: stopping is the
 publishing process's decision, and a signal sent to the whole process group must not kill a
 worker in the middle of a window the publisher still waits for.
 """
@@ -20,7 +21,10 @@ worker in the middle of a window the publisher still waits for.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Container
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +37,8 @@ from publisher.windows import Window
 
 #: How long starting the workers (interpreter start and imports) may take.
 START_TIMEOUT = 120.0
+#: How often a worker checks that the process that started it still runs.
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 class DecodeProcessDied(FatalError):
@@ -79,8 +85,19 @@ _shapes: dict[str, StreamShape] = {}
 
 def _init_worker() -> None:
     die_with_parent(signal.SIGKILL)()
+    # And a watch on the parent, because the kernel's signal has been seen not to arrive: a
+    # worker blocked on the call queue would otherwise wait forever (it holds a write end of
+    # that queue itself, so it never sees end-of-file).
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _ready() -> None:
