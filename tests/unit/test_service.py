@@ -159,9 +159,11 @@ def new_streams(config: Any, handler: Any) -> tuple[list[Any], PublisherMetrics]
     )
 
 
-def run_streams(config: Any, streams: list[Any], sink: FakeSink, metrics: Any) -> Publisher:
+def run_streams(
+    config: Any, streams: list[Any], sink: FakeSink, metrics: Any, decoder: Any = None
+) -> Publisher:
     """Run the loop on a thread until every stream's watermark reaches NOW."""
-    publisher = Publisher(config, streams, sink, metrics, clock=lambda: NOW)  # type: ignore[arg-type]
+    publisher = Publisher(config, streams, sink, metrics, clock=lambda: NOW, decoder=decoder)  # type: ignore[arg-type]
 
     def stop_when_caught_up(_streams: Any) -> None:
         if all(s.committed.watermark >= NOW for s in publisher.streams):
@@ -456,22 +458,10 @@ def test_decode_processes_publish_every_row_once_and_an_unreadable_body_is_retri
     )
     streams, metrics = new_streams(config, handler)
     decoder = DecodePool(1)
+    sink = FakeSink()
     try:
-        publisher = Publisher(
-            config, streams, FakeSink(), metrics, clock=lambda: NOW, decoder=decoder
-        )  # type: ignore[arg-type]
-        sink = publisher.sink
-
-        def stop_when_caught_up(_streams: Any) -> None:
-            if all(s.committed.watermark >= NOW for s in publisher.streams):
-                publisher.stop()
-
-        publisher.on_commit = stop_when_caught_up
-        thread = threading.Thread(target=publisher.run)
-        thread.start()
-        thread.join(30)
-        assert not thread.is_alive(), "publisher did not catch up"
+        run_streams(config, streams, sink, metrics, decoder)
     finally:
         decoder.close()
     assert broken == [0]
-    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)  # type: ignore[arg-type]
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
