@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from publisher.entities import DEFAULT_SCHEMAS_DIR, EntitySpec, load_entities
 from publisher.errors import ConfigError
+from publisher.progress import DEFAULT_INTERVAL
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -187,6 +188,8 @@ class MetricsConfig(_Model):
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "text"] = "auto"
+    #: Seconds between catch-up progress lines (rows/s, lag, ETA) per stream catching up.
+    progress_interval_seconds: float = Field(default=DEFAULT_INTERVAL, gt=0)
 
 
 class PublisherConfig(_Model):

@@ -59,7 +59,7 @@ from publisher.kafka import (
 from publisher.logs import register_secret
 from publisher.metrics import PublisherMetrics
 from publisher.prepare import ShapeRecipe
-from publisher.progress import DEFAULT_INTERVAL, ProgressReporter, ProgressTracker
+from publisher.progress import ProgressReporter, ProgressTracker
 from publisher.registry import register_value_schemas
 from publisher.service import (
     Publisher,
@@ -359,7 +359,7 @@ class Runner:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], Any] = utc_now,
         install_signals: bool = True,
-        progress_interval: float = DEFAULT_INTERVAL,
+        progress_interval: float | None = None,
     ) -> None:
         self.config = config
         self.shard = shard
@@ -369,7 +369,12 @@ class Runner:
         self.install_signals = install_signals
         self.metrics = PublisherMetrics(self.registry, clock=clock)
         self.tokens = TokenOutcomes()
-        self.progress_interval = progress_interval
+        #: Seconds between progress lines: ``logging.progress_interval_seconds`` unless given.
+        self.progress_interval = (
+            config.logging.progress_interval_seconds
+            if progress_interval is None
+            else progress_interval
+        )
         self.publisher: Publisher | None = None
         self.health: HealthServer | None = None
         self._stop_requested = threading.Event()

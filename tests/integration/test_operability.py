@@ -126,11 +126,16 @@ def test_metrics_match_kafka_and_an_outage_shows_in_lag_and_readiness(
             start_from=start_from,
             entities=ENTITIES,
         )
-        env = {**SECRET_ENV, "DCP_METRICS__STALENESS_SECONDS": str(STALENESS)}
+        env = {
+            **SECRET_ENV,
+            "DCP_METRICS__STALENESS_SECONDS": str(STALENESS),
+            "DCP_LOGGING__PROGRESS_INTERVAL_SECONDS": "0.5",
+        }
         config = load_config(path, env=env)
         clock = SteerableClock()
         caplog.set_level(logging.INFO)
-        runner = Runner(config, install_signals=False, clock=clock, progress_interval=0.5)
+        assert config.logging.progress_interval_seconds == 0.5
+        runner = Runner(config, install_signals=False, clock=clock)
         codes: list[int] = []
         worker = threading.Thread(target=lambda: codes.append(runner.run()), name="runner")
         worker.start()

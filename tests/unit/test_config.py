@@ -123,3 +123,26 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "missing.toml")
     assert info.value.problems[0].endswith("missing.toml: cannot read (No such file or directory)")
+
+
+def test_progress_interval_is_a_setting_and_must_be_positive() -> None:
+    base = {
+        "publisher": {"transactional_id": "t"},
+        "windows": {"start_from": "2024-01-01T00:00:00Z"},
+        "sources": [
+            {
+                "name": "s",
+                "client_id": "c",
+                "client_secret": "secret-1",
+                "username": "u",
+                "password": "password-1",
+                "entities": ["Customers"],
+            }
+        ],
+    }
+    assert parse_config(base, env={}).logging.progress_interval_seconds == 30
+    env = {"DCP_LOGGING__PROGRESS_INTERVAL_SECONDS": "5"}
+    assert parse_config(base, env=env).logging.progress_interval_seconds == 5
+    with pytest.raises(ConfigError) as refused:
+        parse_config({**base, "logging": {"progress_interval_seconds": 0}}, env={})
+    assert any("logging.progress_interval_seconds" in p for p in refused.value.problems)
