@@ -419,10 +419,18 @@ def read_to_end(
     topics: Sequence[str],
     *,
     timeout: float = 60.0,
+    through_open_transactions: bool = False,
 ) -> Iterator[Message]:
     """Every record a read_committed consumer sees in ``topics`` from the beginning up to the
-    end as of the call (the last stable offset), in per-partition order. Missing topics yield
-    nothing."""
+    end as of the call, in per-partition order. Missing topics yield nothing.
+
+    The end is the last stable offset: the first record of a transaction still open. With
+    ``through_open_transactions`` it is the high watermark, and the read waits until every
+    transaction that had written there has ended. A restart needs that: another producer's
+    open transaction (a shard killed with one open, say) holds the stable offset back, and
+    what other producers committed after it would be missed: an older checkpoint, then
+    windows published twice.
+    """
     consumer = Consumer(
         {
             "logger": LIBRDKAFKA_LOG,
@@ -443,18 +451,35 @@ def read_to_end(
             for p in meta.topics[t].partitions
         ]
         deadline = time.monotonic() + timeout
-        ends = {}
-        for tp in parts:
-            high = _end_offset(consumer, tp, deadline)
-            if high > 0:
-                ends[(tp.topic, tp.partition)] = high
+        probe = consumer
+        if through_open_transactions:  # read_uncommitted's end offset is the high watermark
+            probe = Consumer(
+                {
+                    "logger": LIBRDKAFKA_LOG,
+                    **conf,
+                    "group.id": "dataconnect-publisher-end-probe",
+                    "isolation.level": "read_uncommitted",
+                }
+            )
+        try:
+            ends = {}
+            for tp in parts:
+                high = _end_offset(probe, tp, deadline)
+                if high > 0:
+                    ends[(tp.topic, tp.partition)] = high
+        finally:
+            if probe is not consumer:
+                probe.close()
         if not ends:
             return
         consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
         pending = set(ends)
         while pending:
             if time.monotonic() > deadline:
-                raise KafkaFatal(f"could not read {sorted(pending)} to the end in {timeout}s")
+                raise KafkaFatal(
+                    f"could not read {sorted(pending)} to the end in {timeout:.0f}s"
+                    + (" (a transaction stays open there)" if through_open_transactions else "")
+                )
             msg = consumer.poll(0.5)
             if msg is not None:
                 err = msg.error()
@@ -471,7 +496,8 @@ def read_to_end(
 
 
 def _end_offset(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
-    """The partition's end offset (the last stable offset for read_committed), retrying
+    """The partition's end offset (the last stable offset for a read_committed consumer, the
+    high watermark for a read_uncommitted one), retrying
     retriable errors such as a leader not elected yet right after the topic was created."""
     while True:
         try:

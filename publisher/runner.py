@@ -330,9 +330,17 @@ def build_streams(
 
 def restore_checkpoints(config: Config, streams: list[Stream]) -> None:
     """Replace each stream's fresh checkpoint with the last committed one, if any."""
+    # Through open transactions: another instance's (another shard's) open transaction must
+    # not hide checkpoints committed after it. Such a transaction ends when its producer
+    # restarts or when it times out, so the wait is bounded by the transaction timeout.
     records = (
         (m.key(), m.value())
-        for m in read_to_end(consumer_conf(config), [config.publisher.checkpoint_topic])
+        for m in read_to_end(
+            consumer_conf(config),
+            [config.publisher.checkpoint_topic],
+            timeout=config.kafka.transaction_timeout_seconds + 60,
+            through_open_transactions=True,
+        )
     )
     committed = latest(records)
     for s in streams:

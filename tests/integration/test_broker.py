@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from confluent_kafka import Producer
 
+from publisher.kafka import read_to_end
 from tests.kafka_helpers import consume_all, create_topic, random_name
 
 pytestmark = pytest.mark.integration
@@ -40,3 +43,34 @@ def test_read_committed_consumer_sees_only_committed_transactions(
     seen = sorted(r.value for r in consume_all(kafka_bootstrap, [topic_name]) if r.value)
     expected = sorted([f"committed-{i}".encode() for i in range(10)] + [b"committed-last"])
     assert seen == expected
+
+
+def test_reading_checkpoints_waits_out_another_producers_open_transaction(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    # A shard killed with a transaction open holds the checkpoint partition's stable offset
+    # back; what another shard committed after it is only visible once that transaction ends.
+    create_topic(kafka_bootstrap, topic_name)
+
+    def producer() -> Producer:
+        p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": random_name("t")})
+        p.init_transactions(30)
+        return p
+
+    dead, alive = producer(), producer()
+    dead.begin_transaction()
+    dead.produce(topic_name, key="shard-1", value="never committed")
+    dead.flush(30)  # written, its transaction left open
+    alive.begin_transaction()
+    alive.produce(topic_name, key="shard-0", value="committed after it")
+    alive.commit_transaction(30)
+
+    conf = {"bootstrap.servers": kafka_bootstrap, "group.id": random_name("g")}
+    assert [m.value() for m in read_to_end(conf, [topic_name], timeout=30)] == []
+    timer = threading.Timer(2.0, lambda: dead.abort_transaction(30))  # its successor aborts it
+    timer.start()
+    try:
+        seen = read_to_end(conf, [topic_name], timeout=30, through_open_transactions=True)
+        assert [m.value() for m in seen] == [b"committed after it"]
+    finally:
+        timer.join()
