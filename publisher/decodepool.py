@@ -51,12 +51,24 @@ class DecodePool:
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._pool = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
         # Every worker now, from this thread: the parent-death signal is tied to the thread
         # that spawns a worker, and the pool would otherwise spawn them from the fetch threads.
-        for ready in [self._pool.submit(_ready) for _ in range(processes)]:
-            ready.result(START_TIMEOUT)
+        # Wait until each one has answered: one fast worker could take every _ready task
+        # while another is still starting.
+        deadline = time.monotonic() + START_TIMEOUT
+        started: set[int] = set()
+        while len(started) < processes:
+            left = max(0.1, deadline - time.monotonic())
+            started.update(
+                f.result(left) for f in [self._pool.submit(_ready) for _ in range(processes)]
+            )
+            if time.monotonic() > deadline:
+                raise FatalError(f"only {len(started)} of {processes} decode processes started")
 
     def decode(
         self,
@@ -83,12 +95,14 @@ class DecodePool:
 _shapes: dict[str, StreamShape] = {}
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     die_with_parent(signal.SIGKILL)()
-    # And a watch on the parent, because the kernel's signal has been seen not to arrive: a
-    # worker blocked on the call queue would otherwise wait forever (it holds a write end of
-    # that queue itself, so it never sees end-of-file).
-    parent = os.getppid()
+    # The kernel's signal only covers a parent that dies after this call: a worker that was
+    # slow to start may find its parent gone already. And a worker blocked on the call queue
+    # never sees end-of-file (it holds a write end of that queue itself). So: check now, and
+    # keep checking, against the pid of the process that created the pool.
+    if os.getppid() != parent:
+        os._exit(1)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -100,8 +114,10 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def _ready() -> None:
-    """Nothing: returns once the worker runs."""
+def _ready() -> int:
+    """The worker's pid, once it runs; a moment's wait lets the other workers take theirs."""
+    time.sleep(0.05)
+    return os.getpid()
 
 
 def _decode(
