@@ -36,7 +36,7 @@ from publisher import CONNECTOR_NAME, __version__
 from publisher.checkpoint import Checkpoint, row_digest, stream_id
 from publisher.codec import dead_letter_value
 from publisher.config import Config, SourceConfig, utc_now
-from publisher.dataconnect.client import DeltasClient
+from publisher.dataconnect.client import DeltasClient, parse_rows
 from publisher.decodepool import DecodePool
 from publisher.entities import EntitySpec
 from publisher.errors import (
@@ -273,23 +273,16 @@ class Publisher:
         began = time.monotonic()
         while True:
             try:
+                then: Callable[[Any], Prepared | None]
+                parse: Callable[[bytes], Any]
                 if self.decoder is None:
-                    prepared = s.client.fetch_then(
-                        s.entity,
-                        window.start,
-                        window.stop,
-                        partial(self._prepare, s, window, generation),
-                        gate=self._decode_gate,
-                    )
+                    then, parse = partial(self._prepare, s, window, generation), parse_rows
                 else:
-                    prepared = s.client.fetch_then(
-                        s.entity,
-                        window.start,
-                        window.stop,
-                        partial(self._decode_elsewhere, self.decoder, s, window, generation),
-                        gate=self._decode_gate,
-                        parse=_raw,
-                    )
+                    then = partial(self._decode_elsewhere, self.decoder, s, window, generation)
+                    parse = _raw
+                prepared = s.client.fetch_then(
+                    s.entity, window.start, window.stop, then, gate=self._decode_gate, parse=parse
+                )
             except WindowTooLarge as exc:
                 smaller = split_window(window, self.min_window)
                 if smaller is None:
