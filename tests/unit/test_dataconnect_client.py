@@ -193,6 +193,34 @@ def test_gzip_body_is_decoded(client: DeltasClient, fake: FakeDataConnect) -> No
     assert client.fetch(CUSTOMERS, START, STOP) == ROWS
 
 
+def streamed(body: bytes, **headers: str) -> httpx.Response:
+    """A 200 whose body is still to be read, as a real connection gives it (a Response made
+    with ``content=`` arrives read already, and decoded by httpx)."""
+    return httpx.Response(200, stream=httpx.ByteStream(body), headers=headers)
+
+
+def test_streamed_gzip_body_is_decoded_by_the_client(
+    client: DeltasClient, fake: FakeDataConnect
+) -> None:
+    text = orjson.dumps(ROWS)
+    body = gzip.compress(text[:40]) + gzip.compress(text[40:])  # two members: RFC 1952 allows it
+    fake.queue(streamed(body, **{"Content-Encoding": "gzip"}))
+    assert client.fetch(CUSTOMERS, START, STOP) == ROWS
+
+
+def test_streamed_broken_gzip_is_retried_as_a_malformed_body(
+    client: DeltasClient, fake: FakeDataConnect, calls: Calls
+) -> None:
+    good = gzip.compress(orjson.dumps(ROWS))
+    fake.queue(
+        streamed(good[: len(good) // 2], **{"Content-Encoding": "gzip"}),
+        streamed(good, **{"Content-Encoding": "gzip"}),
+    )
+    assert client.fetch(CUSTOMERS, START, STOP) == ROWS
+    assert [r[1] for r in calls.of("request")] == ["malformed_body", "200"]
+    assert [r[1] for r in calls.of("retry")] == ["malformed_body"]
+
+
 def test_gzip_can_be_declined(fake: FakeDataConnect, clock: FakeClock) -> None:
     with open_client(fake, clock, accept_gzip=False) as client:
         client.fetch(CUSTOMERS, START, STOP)
