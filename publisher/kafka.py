@@ -420,6 +420,7 @@ def read_to_end(
     *,
     timeout: float = 60.0,
     through_open_transactions: bool = False,
+    warn_after: float = 5.0,
 ) -> Iterator[Message]:
     """Every record a read_committed consumer sees in ``topics`` from the beginning up to the
     end as of the call, in per-partition order. Missing topics yield nothing.
@@ -430,6 +431,9 @@ def read_to_end(
     open transaction (a shard killed with one open, say) holds the stable offset back, and
     what other producers committed after it would be missed: an older checkpoint, then
     windows published twice.
+
+    A read still short of the end after ``warn_after`` seconds is logged (once, naming the
+    partitions), and so is its end: an operator sees why a restart takes a while.
     """
     consumer = Consumer(
         {
@@ -474,8 +478,22 @@ def read_to_end(
             return
         consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
         pending = set(ends)
+        began = time.monotonic()
+        warned = False
         while pending:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if not warned and now - began > warn_after:
+                warned = True
+                log.warning(
+                    "still reading %s to the end after %.0f s%s; waiting at most %.0f s more",
+                    ", ".join(f"{t}[{p}]" for t, p in sorted(pending)),
+                    now - began,
+                    " (another producer's transaction is open there)"
+                    if through_open_transactions
+                    else "",
+                    max(0.0, deadline - now),
+                )
+            if now > deadline:
                 raise KafkaFatal(
                     f"could not read {sorted(pending)} to the end in {timeout:.0f}s"
                     + (" (a transaction stays open there)" if through_open_transactions else "")
@@ -491,6 +509,8 @@ def read_to_end(
             for tp in positions:
                 if tp.offset >= ends[(tp.topic, tp.partition)]:
                     pending.discard((tp.topic, tp.partition))
+        if warned:
+            log.info("read %s to the end in %.1f s", ", ".join(topics), time.monotonic() - began)
     finally:
         consumer.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -46,7 +47,7 @@ def test_read_committed_consumer_sees_only_committed_transactions(
 
 
 def test_reading_checkpoints_waits_out_another_producers_open_transaction(
-    kafka_bootstrap: str, topic_name: str
+    kafka_bootstrap: str, topic_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A shard killed with a transaction open holds the checkpoint partition's stable offset
     # back; what another shard committed after it is only visible once that transaction ends.
@@ -70,7 +71,16 @@ def test_reading_checkpoints_waits_out_another_producers_open_transaction(
     timer = threading.Timer(2.0, lambda: dead.abort_transaction(30))  # its successor aborts it
     timer.start()
     try:
-        seen = read_to_end(conf, [topic_name], timeout=30, through_open_transactions=True)
-        assert [m.value() for m in seen] == [b"committed after it"]
+        seen = read_to_end(
+            conf, [topic_name], timeout=30, through_open_transactions=True, warn_after=0.5
+        )
+        with caplog.at_level(logging.INFO, logger="publisher.kafka"):
+            assert [m.value() for m in seen] == [b"committed after it"]
     finally:
         timer.join()
+    # The wait is explained while it lasts, and its end is logged.
+    said = [r.getMessage() for r in caplog.records if r.name == "publisher.kafka"]
+    assert len(said) == 2, said
+    assert said[0].startswith(f"still reading {topic_name}[0] to the end after ")
+    assert "another producer's transaction is open there" in said[0]
+    assert said[1].startswith(f"read {topic_name} to the end in ")
