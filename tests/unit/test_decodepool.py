@@ -3,6 +3,9 @@ the calling thread, byte for byte, and an unreadable body comes back as BodyUnre
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -62,3 +65,23 @@ def test_an_unreadable_body_comes_back_as_body_unreadable(pool: DecodePool, body
         pool.decode(recipe(), WINDOW, body, now_ms=NOW_MS, skip=frozenset())
     assert caught.value.excerpt == body[:2048]
     assert caught.value.problem
+
+
+@pytest.mark.parametrize("creator_alive", [True, False], ids=["creator-runs", "creator-gone"])
+def test_a_worker_started_after_its_creator_died_exits_before_taking_work(
+    creator_alive: bool,
+) -> None:
+    # The start-up race CI found: the publisher was killed before a slow worker ran its
+    # initializer, so the parent-death signal came too late and the worker waited for work
+    # forever. The initializer must notice that its parent is no longer the creator, at once.
+    probe = subprocess.Popen(["true"])  # once it has ended, its pid is nobody's parent
+    probe.wait()
+    creator = os.getpid() if creator_alive else probe.pid
+    code = f"from publisher.decodepool import _init_worker; _init_worker({creator}); print('on')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, check=False
+    )
+    if creator_alive:
+        assert (done.returncode, done.stdout) == (0, b"on\n"), done.stderr
+    else:
+        assert (done.returncode, done.stdout) == (1, b""), done.stderr
