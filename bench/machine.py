@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import confluent_kafka
 import fastavro
+import isal
 import orjson
 
 
@@ -39,12 +41,14 @@ class Machine:
     librdkafka: str
     versions: str
     load_at_start: str
+    revision: str = "unknown"
 
     def lines(self) -> list[str]:
         return [
             f"CPUs (nproc): {self.cpus}; CPU: {self.cpu_model}; memory: {self.memory_gib:.1f} GiB",
             f"Linux {self.kernel}; Python {self.python}; librdkafka {self.librdkafka}; "
             f"{self.versions}",
+            f"source: commit {self.revision}",
             f"load average when the run started: {self.load_at_start}",
         ]
 
@@ -60,10 +64,34 @@ def describe() -> Machine:
         librdkafka=confluent_kafka.libversion()[0],
         versions=(
             f"confluent-kafka {confluent_kafka.__version__}, fastavro {fastavro.__version__}, "
-            f"orjson {orjson.__version__}"
+            f"orjson {orjson.__version__}, isal {isal.__version__}"
         ),
         load_at_start=load_average(),
+        revision=revision(Path(__file__).resolve().parent.parent),
     )
+
+
+def revision(checkout: Path) -> str:
+    """The checkout's commit (short hash), ``+ local changes`` when its files differ from it;
+    ``unknown`` outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} + local changes" if changed else head
 
 
 def load_average() -> str:

@@ -4,9 +4,11 @@ figures are judged against the targets."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from pathlib import Path
 
 import fastavro
 import orjson
@@ -15,7 +17,7 @@ import pytest
 from bench.catchup import CatchUp
 from bench.ceilings import EncodeCeiling, ProducerCeiling, chunks, mixed_rate
 from bench.latency import Latency, percentile
-from bench.machine import Machine, cpu_model, mem_total_gib
+from bench.machine import Machine, cpu_model, mem_total_gib, revision
 from bench.naive import Naive, naive_value
 from bench.procstat import (
     CLOCK_TICKS,
@@ -51,6 +53,13 @@ def test_machine_parsing() -> None:
     assert mem_total_gib("MemTotal:       24684092 kB\nMemFree: 1 kB\n") == pytest.approx(
         23.54, 0.01
     )
+
+
+def test_revision_names_the_commit_measured(tmp_path: Path) -> None:
+    # The repository this test runs in (a clean clone in CI, a work tree with edits here).
+    here = revision(Path(__file__).resolve().parent)
+    assert re.fullmatch(r"[0-9a-f]{7,40}( \+ local changes)?", here), here
+    assert revision(tmp_path) == "unknown"  # not a git checkout
 
 
 def test_percentile_interpolates_between_ranks() -> None:
