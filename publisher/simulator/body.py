@@ -41,7 +41,9 @@ def _deflate(data: bytes, level: int) -> bytes:
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-def _block_stream(block: Block, level: int) -> bytes:
+def block_stream(block: Block, level: int) -> bytes:
+    """The block's rows joined with ``,`` as a raw deflate stream ending in a sync flush,
+    compressed on first use and cached on the block."""
     cached = block.deflated
     if cached is None:
         # racing threads compute the same bytes; either assignment is fine
@@ -69,7 +71,7 @@ def gzip_json_array(segments: Sequence[Segment], level: int) -> bytes:
             crc = zlib.crc32(raw, crc)
             size += len(raw)
             pending = []
-            parts.append(_block_stream(segment, level))
+            parts.append(block_stream(segment, level))
             joined = b",".join(rows)  # a copy is cheaper than one crc32 call per row
             crc = zlib.crc32(joined, crc)
             size += len(joined)

@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         if config.prerender:
-            rows = simulator.dataset.prerender()
+            level = simulator.settings.gzip_level if simulator.settings.gzip else None
+            rows = simulator.dataset.prerender(level)
             sys.stderr.write(f"pre-rendered {rows} row versions\n")
         sys.stdout.write(
             f"DataConnect simulator listening on {server.url}\n"

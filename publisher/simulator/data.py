@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from publisher.entities import EntitySpec
+from publisher.simulator.body import block_stream
 from publisher.simulator.cache import ByteBudgetCache
 from publisher.simulator.history import Block, EntityHistory, Timeline
 from publisher.simulator.ids import salt, seeded_random
@@ -72,16 +73,22 @@ class Dataset:
         """Bytes of rendered rows held in the block cache."""
         return self._cache.used
 
-    def prerender(self) -> int:
-        """Render history blocks, oldest first, until the cache is nine-tenths full.
+    def prerender(self, deflate_level: int | None = None) -> int:
+        """Render history blocks, oldest first, until the cache is nine-tenths full; with
+        ``deflate_level``, also compress each block for gzip answers (about a sixth more
+        memory, not counted in the cache's budget).
 
-        For benchmarks: a catch-up then reads pre-rendered bytes instead of generating them.
-        Returns the number of row versions rendered.
+        For benchmarks: a catch-up then reads pre-rendered (and pre-compressed) bytes instead
+        of generating them, so the simulator's CPU stays off the cores being measured, the
+        first catch-up as much as the next. Returns the number of row versions rendered.
         """
         rows = 0
         for history in self._histories.values():
             for j in range(history.history_blocks):
                 if self._cache.used > self._budget * 0.9:
                     return rows
-                rows += len(history.block(j).rows)
+                block = history.block(j)
+                if deflate_level is not None:
+                    block_stream(block, deflate_level)
+                rows += len(block.rows)
         return rows

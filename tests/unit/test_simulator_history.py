@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -183,3 +184,25 @@ def test_generation_stays_inside_the_cache_budget() -> None:
     total = len(history.rows(0, 2**62, 2**62, None))
     assert total > 11_500  # about 15 MB of JSON went through a 1 MB cache
     assert dataset.cache_bytes <= 2**20 + 400_000  # budget plus at most one block
+
+
+@pytest.mark.parametrize("level", [None, 1])
+def test_prerender_compresses_each_block_once_when_asked(level: int | None) -> None:
+    settings = SimulatorSettings(
+        default_rows=0, rows={"Customers": 4000}, profiles=16, history_start=START, history_end=END
+    )
+    dataset = Dataset(settings, ENTITIES, END)
+    history = dataset.history("Customers")
+    assert dataset.prerender(level) == sum(
+        len(history.block(j).rows) for j in range(history.history_blocks)
+    )
+    blocks = [history.block(j) for j in range(history.history_blocks)]
+    if level is None:
+        assert all(b.deflated is None for b in blocks)
+    else:  # the stream a gzip answer stitches in: the rows joined with ","
+        assert all(b.deflated == deflated(b",".join(b.rows), level) for b in blocks)
+
+
+def deflated(data: bytes, level: int) -> bytes:
+    squeezer = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return squeezer.compress(data) + squeezer.flush(zlib.Z_SYNC_FLUSH)
