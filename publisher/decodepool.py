@@ -4,7 +4,7 @@ A publishing process runs its Python one thread at a time (the GIL), and parsing
 encoding are most of that work: with them in other processes, the publishing process only
 downloads, produces and commits, and one stream can use more than one core.
 
-A worker gets the window's body as DataConnect sent it (bytes, after gzip) and a stream's
+A worker gets the window's body as DataConnect sent it (still compressed) and a stream's
 :class:`~publisher.prepare.ShapeRecipe`, builds the stream's mapper and codec once, and
 returns the :class:`~publisher.prepare.Prepared` window. A body that is not a JSON array
 raises :class:`~publisher.dataconnect.client.BodyUnreadable`, which the client retries.
@@ -29,7 +29,7 @@ from collections.abc import Container
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from publisher.dataconnect.client import BodyUnreadable, parse_rows
+from publisher.dataconnect.client import Body, BodyUnreadable, read_rows
 from publisher.errors import FatalError
 from publisher.localproc import die_with_parent
 from publisher.prepare import Prepared, ShapeRecipe, StreamShape, prepare
@@ -74,7 +74,7 @@ class DecodePool:
         self,
         recipe: ShapeRecipe,
         window: Window,
-        body: bytes,
+        body: Body,
         *,
         now_ms: int,
         skip: Container[int],
@@ -121,14 +121,14 @@ def _ready() -> int:
 
 
 def _decode(
-    recipe: ShapeRecipe, window: Window, body: bytes, now_ms: int, skip: Container[int]
+    recipe: ShapeRecipe, window: Window, body: Body, now_ms: int, skip: Container[int]
 ) -> Prepared:
     shape = _shapes.get(recipe.stream_id)
     if shape is None:
         shape = _shapes[recipe.stream_id] = recipe.build()
     try:
-        rows = parse_rows(body)
-    except ValueError as exc:
-        raise BodyUnreadable(str(exc), body[:2048]) from None
+        rows = read_rows(body)
+    except BodyUnreadable as exc:  # only the start of the body crosses back, to quote it
+        raise BodyUnreadable(exc.problem, exc.excerpt[:2048]) from None
     del body
     return prepare(shape, window, rows, now_ms=now_ms, skip=skip)

@@ -36,7 +36,7 @@ from publisher import CONNECTOR_NAME, __version__
 from publisher.checkpoint import Checkpoint, row_digest, stream_id
 from publisher.codec import dead_letter_value
 from publisher.config import Config, SourceConfig, utc_now
-from publisher.dataconnect.client import DeltasClient, parse_rows
+from publisher.dataconnect.client import Body, DeltasClient, read_rows
 from publisher.decodepool import DecodePool
 from publisher.entities import EntitySpec
 from publisher.errors import (
@@ -274,12 +274,12 @@ class Publisher:
         while True:
             try:
                 then: Callable[[Any], Prepared | None]
-                parse: Callable[[bytes], Any]
+                parse: Callable[[Body], Any]
                 if self.decoder is None:
-                    then, parse = partial(self._prepare, s, window, generation), parse_rows
+                    then, parse = partial(self._prepare, s, window, generation), read_rows
                 else:
                     then = partial(self._decode_elsewhere, self.decoder, s, window, generation)
-                    parse = _raw
+                    parse = _as_sent
                 prepared = s.client.fetch_then(
                     s.entity, window.start, window.stop, then, gate=self._decode_gate, parse=parse
                 )
@@ -315,7 +315,7 @@ class Publisher:
         return prepared
 
     def _decode_elsewhere(
-        self, decoder: DecodePool, s: Stream, window: Window, generation: int, body: bytes
+        self, decoder: DecodePool, s: Stream, window: Window, generation: int, body: Body
     ) -> Prepared | None:
         """:meth:`_prepare` in a decode process, from the body as downloaded."""
         if generation != s.generation:
@@ -540,8 +540,8 @@ def key_affixes(template: str, source: str, entity: str) -> tuple[str, str]:
     return before.format(source=source, entity=entity), after.format(source=source, entity=entity)
 
 
-def _raw(body: bytes) -> bytes:
-    """The body as downloaded: a decode process parses it."""
+def _as_sent(body: Body) -> Body:
+    """The body as downloaded, still compressed: a decode process decodes and parses it."""
     return body
 
 

@@ -3,6 +3,7 @@ the calling thread, byte for byte, and an unreadable body comes back as BodyUnre
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -12,9 +13,9 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from publisher.dataconnect.client import BodyUnreadable
+from publisher.dataconnect.client import Body, BodyUnreadable
 from publisher.decodepool import DecodePool
-from publisher.prepare import ShapeRecipe, prepare
+from publisher.prepare import Event, ShapeRecipe, prepare
 from publisher.service import base_headers
 from tests.unit.test_prepare import NOW_MS, SPEC, WINDOW, row
 
@@ -50,20 +51,33 @@ def test_a_window_decoded_elsewhere_equals_the_one_prepared_here(pool: DecodePoo
     rows.append(row(999, 3, Unknown="x"))  # unknown fields are counted
     body = orjson.dumps(rows)
     skip = frozenset({prepare(recipe().build(), WINDOW, rows[:5], now_ms=NOW_MS).events[0].digest})
-    for zone in ("UTC", "America/Regina"):
+    # The body crosses as downloaded: gzip-compressed or plain.
+    for zone, sent in (("UTC", Body(gzip.compress(body), "gzip")), ("America/Regina", Body(body))):
         here = prepare(recipe(zone).build(), WINDOW, orjson.loads(body), now_ms=NOW_MS, skip=skip)
-        there = pool.decode(recipe(zone), WINDOW, body, now_ms=NOW_MS, skip=skip)
+        there = pool.decode(recipe(zone), WINDOW, sent, now_ms=NOW_MS, skip=skip)
         assert there.events == here.events
+        assert all(type(e) is Event for e in there.events)
         assert [(r, str(e)) for r, e in there.rejected] == [(r, str(e)) for r, e in here.rejected]
         assert there.rows == here.rows == len(rows)
         assert any(e.value is None for e in there.events)  # the skip hint crossed over
 
 
-@pytest.mark.parametrize("body", [b'[{"AccountID": ', b'{"Error": true, "Message": "busy"}'])
-def test_an_unreadable_body_comes_back_as_body_unreadable(pool: DecodePool, body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("body", "excerpt"),
+    [
+        (Body(b'[{"AccountID": '), b'[{"AccountID": '),
+        (Body(b'{"Error": true, "Message": "busy"}'), b'{"Error": true, "Message": "busy"}'),
+        (Body(gzip.compress(b"[" + b"x" * 5000)[:-8], "gzip"), b""),  # cut short: no quote
+        (Body(gzip.compress(b"[" + b"x" * 5000), "gzip"), b"[" + b"x" * 2047),  # the start only
+    ],
+    ids=["truncated", "error-object", "broken-gzip", "long"],
+)
+def test_an_unreadable_body_comes_back_as_body_unreadable(
+    pool: DecodePool, body: Body, excerpt: bytes
+) -> None:
     with pytest.raises(BodyUnreadable) as caught:
         pool.decode(recipe(), WINDOW, body, now_ms=NOW_MS, skip=frozenset())
-    assert caught.value.excerpt == body[:2048]
+    assert caught.value.excerpt == excerpt
     assert caught.value.problem
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,7 @@ from publisher.codec import EntityCodec
 from publisher.entities import load_entities
 from publisher.errors import RowRejected
 from publisher.mapping import RowMapper
-from publisher.prepare import StreamShape, encode_late, prepare
+from publisher.prepare import Event, StreamShape, encode_late, prepare
 from publisher.service import base_headers
 from publisher.windows import Window
 
@@ -102,3 +103,18 @@ def test_a_record_the_encoder_refuses_becomes_a_rejection_with_its_row() -> None
     assert isinstance(event.value, RowRejected)
     assert event.value.reason == "bad_value"
     assert event.row is rows[0]
+
+
+def test_a_prepared_window_pickles_to_the_same_events_and_rejections() -> None:
+    # How a decode process sends a window back: events as plain tuples, rebuilt as Events.
+    rows = [row(k, k % 40, ("Added", "Updated", "Deleted")[k % 3]) for k in range(60)]
+    rows.append(["not", "a", "row"])
+    skip = frozenset({prepare(shape(), WINDOW, rows[:1], now_ms=NOW_MS).events[0].digest})
+    out = prepare(shape(), WINDOW, rows, now_ms=NOW_MS, skip=skip)
+    back = pickle.loads(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301 - ours
+    assert (back.window, back.rows, back.events) == (out.window, out.rows, out.events)
+    assert all(type(e) is Event for e in back.events)
+    assert any(e.value is None and e.row == rows[0] for e in back.events)  # skipped, row kept
+    assert [(r, e.reason, e.detail) for r, e in back.rejected] == [
+        (r, e.reason, e.detail) for r, e in out.rejected
+    ]
