@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import pytest
 from confluent_kafka import Producer
@@ -68,16 +67,26 @@ def test_reading_checkpoints_waits_out_another_producers_open_transaction(
 
     conf = {"bootstrap.servers": kafka_bootstrap, "group.id": random_name("g")}
     assert [m.value() for m in read_to_end(conf, [topic_name], timeout=30)] == []
-    timer = threading.Timer(2.0, lambda: dead.abort_transaction(30))  # its successor aborts it
-    timer.start()
+
+    class AbortOnceWarned(logging.Handler):
+        """The dead shard's successor aborts its transaction once the reader says it waits:
+        the read must have waited, and then must finish."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("still reading"):
+                dead.abort_transaction(30)
+
+    reader_log = logging.getLogger("publisher.kafka")
+    abort = AbortOnceWarned()
+    reader_log.addHandler(abort)
     try:
         seen = read_to_end(
-            conf, [topic_name], timeout=30, through_open_transactions=True, warn_after=0.5
+            conf, [topic_name], timeout=60, through_open_transactions=True, warn_after=1.0
         )
         with caplog.at_level(logging.INFO, logger="publisher.kafka"):
             assert [m.value() for m in seen] == [b"committed after it"]
     finally:
-        timer.join()
+        reader_log.removeHandler(abort)
     # The wait is explained while it lasts, and its end is logged.
     said = [r.getMessage() for r in caplog.records if r.name == "publisher.kafka"]
     assert len(said) == 2, said
