@@ -224,8 +224,8 @@ class DeltasClient:
     ) -> _T:
         """Like :meth:`fetch`, but hand the rows to ``then`` and return what it returns.
 
-        Parsing the body and ``then`` run while ``gate`` is held, and the parsed rows are
-        freed before it is released; the download runs outside it. Parsed rows take about
+        Inflating and parsing the body, and ``then``, run while ``gate`` is held, and the rows
+        are freed before it is released; the download runs outside it. Parsed rows take about
         three times their JSON size (3.8 KiB per Customers row), so a process whose fetch
         threads share one gate holds at most one window of them at a time, however many are
         downloading; under the GIL they could not be parsed faster side by side anyway.
