@@ -488,7 +488,7 @@ def read_to_end(
                     "still reading %s to the end after %.0f s%s; waiting at most %.0f s more",
                     ", ".join(f"{t}[{p}]" for t, p in sorted(pending)),
                     now - began,
-                    " (another producer's transaction is open there)"
+                    " (a producer's transaction may still be open there)"
                     if through_open_transactions
                     else "",
                     max(0.0, deadline - now),
