@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
 
+from publisher.config import utc_now
+from publisher.entities import load_entities
 from publisher.kafka import read_to_end
+from publisher.metrics import PublisherMetrics
+from publisher.runner import Shard, build_streams, restore_checkpoints
+from publisher.service import new_checkpoint
+from tests.integration.harness import load, write_config
 from tests.kafka_helpers import consume_all, create_topic, random_name
 
 pytestmark = pytest.mark.integration
@@ -45,51 +56,98 @@ def test_read_committed_consumer_sees_only_committed_transactions(
     assert seen == expected
 
 
+def open_then_committed(bootstrap: str, topic: str, key: str, value: bytes) -> Producer:
+    """One producer's transaction left open on ``topic`` (a shard killed mid-transaction),
+    then another producer's record committed after it; returns the first, still open."""
+
+    def producer() -> Producer:
+        p = Producer({"bootstrap.servers": bootstrap, "transactional.id": random_name("t")})
+        p.init_transactions(30)
+        return p
+
+    dead, alive = producer(), producer()
+    dead.begin_transaction()
+    dead.produce(topic, key="shard-1", value="never committed")
+    dead.flush(30)  # written, its transaction left open
+    alive.begin_transaction()
+    alive.produce(topic, key=key, value=value)
+    alive.commit_transaction(30)
+    return dead
+
+
+@contextmanager
+def aborted_once_the_reader_waits(dead: Producer) -> Iterator[None]:
+    """The dead shard's successor aborts its transaction when the reader says it is waiting
+    (``read_to_end``'s warning): the read must have waited, and then must finish."""
+
+    class AbortOnceWarned(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("still reading"):
+                dead.abort_transaction(30)
+
+    reader_log = logging.getLogger("publisher.kafka")
+    handler = AbortOnceWarned()
+    reader_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        reader_log.removeHandler(handler)
+
+
 def test_reading_checkpoints_waits_out_another_producers_open_transaction(
     kafka_bootstrap: str, topic_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A shard killed with a transaction open holds the checkpoint partition's stable offset
     # back; what another shard committed after it is only visible once that transaction ends.
     create_topic(kafka_bootstrap, topic_name)
-
-    def producer() -> Producer:
-        p = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": random_name("t")})
-        p.init_transactions(30)
-        return p
-
-    dead, alive = producer(), producer()
-    dead.begin_transaction()
-    dead.produce(topic_name, key="shard-1", value="never committed")
-    dead.flush(30)  # written, its transaction left open
-    alive.begin_transaction()
-    alive.produce(topic_name, key="shard-0", value="committed after it")
-    alive.commit_transaction(30)
+    dead = open_then_committed(kafka_bootstrap, topic_name, "shard-0", b"committed after it")
 
     conf = {"bootstrap.servers": kafka_bootstrap, "group.id": random_name("g")}
     assert [m.value() for m in read_to_end(conf, [topic_name], timeout=30)] == []
 
-    class AbortOnceWarned(logging.Handler):
-        """The dead shard's successor aborts its transaction once the reader says it waits:
-        the read must have waited, and then must finish."""
-
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("still reading"):
-                dead.abort_transaction(30)
-
-    reader_log = logging.getLogger("publisher.kafka")
-    abort = AbortOnceWarned()
-    reader_log.addHandler(abort)
-    try:
+    with aborted_once_the_reader_waits(dead):
         seen = read_to_end(
             conf, [topic_name], timeout=60, through_open_transactions=True, warn_after=1.0
         )
         with caplog.at_level(logging.INFO, logger="publisher.kafka"):
             assert [m.value() for m in seen] == [b"committed after it"]
-    finally:
-        reader_log.removeHandler(abort)
     # The wait is explained while it lasts, and its end is logged.
     said = [r.getMessage() for r in caplog.records if r.name == "publisher.kafka"]
     assert len(said) == 2, said
     assert said[0].startswith(f"still reading {topic_name}[0] to the end after ")
     assert "a producer's transaction may still be open there" in said[0]
     assert said[1].startswith(f"read {topic_name} to the end in ")
+
+
+def test_a_restart_finds_its_checkpoint_behind_another_shards_open_transaction(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The exactly-once case CI found: shard 1 killed with a transaction open on the shared
+    # checkpoint partition, shard 0's later checkpoint behind it. A restarted shard 0 that
+    # read only to the stable offset started from an older watermark and published windows
+    # twice; restore_checkpoints must find the newest one.
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    config = load(
+        write_config(
+            tmp_path / "p.toml",
+            bootstrap=kafka_bootstrap,
+            simulator_url="http://127.0.0.1:9",  # never called: nothing is fetched here
+            prefix=random_name("restore"),
+            start_from=start,
+            entities=["Customers"],
+        )
+    )
+    topic = config.publisher.checkpoint_topic
+    create_topic(kafka_bootstrap, topic, **{"cleanup.policy": "compact"})
+    committed = new_checkpoint("retailer", "Customers", start)
+    committed.watermark = start + timedelta(hours=4)
+    dead = open_then_committed(kafka_bootstrap, topic, committed.stream, committed.encode())
+
+    streams = build_streams(
+        config, load_entities(), Shard(), PublisherMetrics(CollectorRegistry(), clock=utc_now)
+    )
+    with aborted_once_the_reader_waits(dead):
+        restore_checkpoints(config, streams)
+    assert [(s.id, s.committed.watermark) for s in streams] == [
+        ("retailer/Customers", committed.watermark)
+    ]
