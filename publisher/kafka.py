@@ -18,6 +18,7 @@ record never hides behind a successful commit.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -421,6 +422,7 @@ def read_to_end(
     timeout: float = 60.0,
     through_open_transactions: bool = False,
     warn_after: float = 5.0,
+    stop: threading.Event | None = None,
 ) -> Iterator[Message]:
     """Every record a read_committed consumer sees in ``topics`` from the beginning up to the
     end as of the call, in per-partition order. Missing topics yield nothing.
@@ -434,6 +436,9 @@ def read_to_end(
 
     A read still short of the end after ``warn_after`` seconds is logged (once, naming the
     partitions), and so is its end: an operator sees why a restart takes a while.
+
+    Once ``stop`` is set the read ends where it is, short of the end: a caller that passes it
+    must check it afterwards and not trust what it got.
     """
     consumer = Consumer(
         {
@@ -481,6 +486,8 @@ def read_to_end(
         began = time.monotonic()
         warned = False
         while pending:
+            if stop is not None and stop.is_set():
+                return
             now = time.monotonic()
             if not warned and now - began > warn_after:
                 warned = True

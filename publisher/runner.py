@@ -328,8 +328,12 @@ def build_streams(
     return streams
 
 
-def restore_checkpoints(config: Config, streams: list[Stream]) -> None:
-    """Replace each stream's fresh checkpoint with the last committed one, if any."""
+def restore_checkpoints(
+    config: Config, streams: list[Stream], stop: threading.Event | None = None
+) -> bool:
+    """Replace each stream's fresh checkpoint with the last committed one, if any. False when
+    ``stop`` was set before the read was done: then nothing was restored, and nothing may be
+    published."""
     # Through open transactions: another instance's (another shard's) open transaction must
     # not hide checkpoints committed after it. Such a transaction ends when its producer
     # restarts or when it times out, so the wait is bounded by the transaction timeout.
@@ -340,9 +344,12 @@ def restore_checkpoints(config: Config, streams: list[Stream]) -> None:
             [config.publisher.checkpoint_topic],
             timeout=config.kafka.transaction_timeout_seconds + 60,
             through_open_transactions=True,
+            stop=stop,
         )
     )
     committed = latest(records)
+    if stop is not None and stop.is_set():  # the read may have ended short: trust none of it
+        return False
     for s in streams:
         cp = committed.get(s.id)
         if cp is None:
@@ -353,6 +360,13 @@ def restore_checkpoints(config: Config, streams: list[Stream]) -> None:
         if cp.window_size_seconds:
             size = timedelta(seconds=cp.window_size_seconds)
             s.sizer.size = max(s.sizer.min_size, min(s.sizer.max_size, size))
+    return True
+
+
+def close_clients(streams: list[Stream]) -> None:
+    """Close each source's client once (its streams share it)."""
+    for client in {id(s.client): s.client for s in streams}.values():
+        client.close()
 
 
 class Runner:
@@ -452,7 +466,13 @@ class Runner:
         if created:
             log.info("created topics: %s", ", ".join(created))
         sink.init()  # fences older instances with our transactional.id
-        restore_checkpoints(config, streams)
+        # A stop during the read (it can wait out another shard's open transaction, up to the
+        # transaction timeout) ends the process here, before anything is published.
+        if not restore_checkpoints(config, streams, stop=self._stop_requested):
+            sink.close()
+            close_clients(streams)
+            log.info("stopped cleanly after 0 transactions (stopped while reading checkpoints)")
+            return EXIT_OK
         presence = Presence(config, self.shard)
         for s in streams:
             self.metrics.add_entity(s.source.name, s.entity.name, s.committed.watermark)
@@ -485,8 +505,7 @@ class Runner:
                 decoder.close()
             presence.close()
             sink.close()
-            for client in {id(s.client): s.client for s in streams}.values():
-                client.close()
+            close_clients(streams)
         log.info("stopped cleanly after %d transactions", publisher.transactions_committed)
         return EXIT_OK
 

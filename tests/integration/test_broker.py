@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -119,8 +121,9 @@ def test_reading_checkpoints_waits_out_another_producers_open_transaction(
     assert said[1].startswith(f"read {topic_name} to the end in ")
 
 
+@pytest.mark.parametrize("stopped", [False, True], ids=["waits-it-out", "stop-requested"])
 def test_a_restart_finds_its_checkpoint_behind_another_shards_open_transaction(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, stopped: bool
 ) -> None:
     # The exactly-once case CI found: shard 1 killed with a transaction open on the shared
     # checkpoint partition, shard 0's later checkpoint behind it. A restarted shard 0 that
@@ -146,8 +149,19 @@ def test_a_restart_finds_its_checkpoint_behind_another_shards_open_transaction(
     streams = build_streams(
         config, load_entities(), Shard(), PublisherMetrics(CollectorRegistry(), clock=utc_now)
     )
+    if stopped:
+        # SIGTERM while the read waits (a supervisor stopping the tree after the other shard
+        # died): the read must end at once, restore nothing, and say nothing may be published.
+        stop = threading.Event()
+        threading.Timer(1.0, stop.set).start()
+        began = time.monotonic()
+        assert restore_checkpoints(config, streams, stop=stop) is False
+        assert time.monotonic() - began < 30  # not the 120 s bound of the wait
+        assert [s.committed.watermark for s in streams] == [start]
+        dead.abort_transaction(30)
+        return
     with aborted_once_the_reader_waits(dead):
-        restore_checkpoints(config, streams)
+        assert restore_checkpoints(config, streams) is True
     assert [(s.id, s.committed.watermark) for s in streams] == [
         ("retailer/Customers", committed.watermark)
     ]
