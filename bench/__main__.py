@@ -24,7 +24,7 @@ from bench.catchup import CatchUp, catch_up
 from bench.ceilings import EncodeCeiling, Sample, encode_ceiling, producer_ceiling, workload_rows
 from bench.latency import live_latency
 from bench.machine import describe, load_average
-from bench.naive import naive_baseline
+from bench.naive import Naive, naive_baseline
 from bench.report import Results, markdown_report, text_report
 from bench.workload import PublisherSetup, SimulatorProcess, Workload, history_end_now
 from publisher.entities import DEFAULT_SCHEMAS_DIR, load_entities
@@ -46,10 +46,13 @@ class Mode:
     producer_messages: int
     naive_rows: int
     live_seconds: float
+    #: How many times each run that a target compares is repeated. The targets take the
+    #: median: on a shared 2-core machine one run can be 15% off either way.
+    rounds: int = 1
 
 
 QUICK = Mode("quick", (100_000,), 40_000, 10_000, 100_000, 2_000, 20.0)
-FULL = Mode("full", (100_000, 1_000_000), 200_000, 20_000, 500_000, 5_000, 60.0)
+FULL = Mode("full", (100_000, 1_000_000), 200_000, 20_000, 500_000, 5_000, 60.0, rounds=3)
 
 #: The catch-up settings the figures are for: windows of about 5,000 rows, the default
 #: target_rows. Memory grows with the window (two per stream are held: one publishing, one
@@ -134,20 +137,24 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
         )
         runs: list[CatchUp] = []
         decode: CatchUp | None = None
-        naive = None
+        naive: list[Naive] = []
         for w in customers:
             say(f"simulator for {w.name} (pre-rendering {w.total_rows:,} rows)")
             with SimulatorProcess(_sim_args(w), workdir / f"{w.name}-simulator.log") as sim:
-                if naive is None:
-                    say(f"naive baseline ({mode.naive_rows:,} rows)")
-                    naive = naive_baseline(
-                        sim.url, bootstrap, w, spec=specs["Customers"], rows=mode.naive_rows
+                for attempt in _attempts(mode) if not naive else ():
+                    say(f"naive baseline ({mode.naive_rows:,} rows){_nth(attempt)}")
+                    naive.append(
+                        naive_baseline(
+                            sim.url, bootstrap, w, spec=specs["Customers"], rows=mode.naive_rows
+                        )
                     )
-                say(f"end to end: {w.name}, 1 process")
-                runs.append(
-                    catch_up(bootstrap, w, SETUP, sim, workdir, ours=ours, broker_pid=broker_pid)
-                )
-                say(_run_line(runs[-1]))
+                for attempt in _attempts(mode):
+                    say(f"end to end: {w.name}, 1 process{_nth(attempt)}")
+                    run = catch_up(
+                        bootstrap, w, SETUP, sim, workdir, ours=ours, broker_pid=broker_pid
+                    )
+                    runs.append(dataclasses.replace(run, attempt=attempt))
+                    say(_run_line(runs[-1]))
                 if w is customers[-1]:
                     say(f"end to end: {w.name}, 1 process, {DECODE_PROCESSES} decode processes")
                     decode = catch_up(
@@ -160,19 +167,21 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
                         broker_pid=broker_pid,
                     )
                     say(_run_line(decode))
-        assert naive is not None  # noqa: S101 - customers_rows is never empty
         say("encode ceiling again: Customers (the machine's speed drifts)")
         again, _ = encode_ceiling(specs["Customers"], ceiling_rows, window_rows=SETUP.window_rows)
-        mixed_runs: dict[int, CatchUp] = {}
+        mixed_runs: dict[int, list[CatchUp]] = {1: [], 2: []}
         say(f"simulator for {mixed.name} (pre-rendering {mixed.total_rows:,} rows)")
         with SimulatorProcess(_sim_args(mixed), workdir / "mixed-simulator.log") as sim:
-            for shards in (1, 2):
-                say(f"end to end: mixed, {shards} shard(s)")
-                setup = dataclasses.replace(SETUP, shards=shards)
-                mixed_runs[shards] = catch_up(
-                    bootstrap, mixed, setup, sim, workdir, ours=ours, broker_pid=broker_pid
-                )
-                say(_run_line(mixed_runs[shards]))
+            # One process, then two shards, in turns: each pair shares the machine's mood.
+            for attempt in _attempts(mode):
+                for shards in (1, 2):
+                    say(f"end to end: mixed, {shards} shard(s){_nth(attempt)}")
+                    setup = dataclasses.replace(SETUP, shards=shards)
+                    run = catch_up(
+                        bootstrap, mixed, setup, sim, workdir, ours=ours, broker_pid=broker_pid
+                    )
+                    mixed_runs[shards].append(dataclasses.replace(run, attempt=attempt))
+                    say(_run_line(mixed_runs[shards][-1]))
         say(f"live latency ({mode.live_seconds:g} s)")
         latency = live_latency(
             bootstrap,
@@ -205,6 +214,15 @@ def run(mode: Mode, command: str, workdir: Path) -> Results:
     )
 
 
+def _attempts(mode: Mode) -> range:
+    """Run numbers of a repeated run: 1..rounds, or just 0 when it runs once."""
+    return range(1, mode.rounds + 1) if mode.rounds > 1 else range(1)
+
+
+def _nth(attempt: int) -> str:
+    return f", #{attempt}" if attempt else ""
+
+
 def _sim_args(w: Workload) -> list[str]:
     return [*w.simulator_args(max_rows=1_000_000), "--prerender"]
 
@@ -228,10 +246,21 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "docs" / "BENCHMARKS.md",
         help="where to write the Markdown report (default: docs/BENCHMARKS.md)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="repeat each compared run this many times; the targets take the median "
+        "(default: 3 in full mode, 1 with --quick)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     workdir = Path(tempfile.mkdtemp(prefix="dcp-bench-"))
-    results = run(QUICK if args.quick else FULL, command, workdir)
+    mode = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        mode = dataclasses.replace(mode, rounds=args.rounds)
+    results = run(mode, command, workdir)
     sys.stdout.write(text_report(results))
     args.out.write_text(markdown_report(results), encoding="utf-8")
     sys.stdout.write(f"\nwrote {args.out}; logs in {workdir}\n")

@@ -63,6 +63,9 @@ class CatchUp:
     #: bench started it.
     broker_cpu: tuple[tuple[str, float], ...] = ()
     decode_processes: int = 0
+    #: Which repetition of the same run this is (1, 2, ...), when the bench repeats it; 0 when
+    #: it runs once.
+    attempt: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -97,6 +100,8 @@ class CatchUp:
         out = f"{self.workload}, {self.shards} shard{'s' if self.shards > 1 else ''}"
         if self.decode_processes:
             out += f", {self.decode_processes} decode processes"
+        if self.attempt:
+            out += f" #{self.attempt}"
         return out
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from statistics import median
 
 from bench.catchup import CatchUp
 from bench.ceilings import EncodeCeiling, ProducerCeiling, mixed_rate
@@ -76,9 +77,9 @@ class Results:
     encode: dict[str, EncodeCeiling]
     mixed_rows: dict[str, int]
     producer: ProducerCeiling
-    naive: Naive
-    customers: list[CatchUp]  # smallest backlog first
-    mixed: dict[int, CatchUp]  # by shard count
+    naive: list[Naive]  # each repetition
+    customers: list[CatchUp]  # smallest backlog first; a repeated run once per repetition
+    mixed: dict[int, list[CatchUp]]  # by shard count; one per repetition, in turns
     latency: Latency
     load_at_end: str = ""
     seconds: float = 0.0
@@ -92,8 +93,9 @@ class Results:
 
     @property
     def runs(self) -> list[CatchUp]:
-        """Every end-to-end catch-up, in the order of the tables."""
-        return [*self.customers, *([self.decode] if self.decode else []), *self.mixed.values()]
+        """Every end-to-end catch-up, in the order of the tables (and mostly of the run)."""
+        mixed = [c for pair in zip(*self.mixed.values(), strict=True) for c in pair]
+        return [*self.customers, *([self.decode] if self.decode else []), *mixed]
 
     @property
     def customers_ceiling(self) -> float:
@@ -102,26 +104,67 @@ class Results:
         return max(self.encode["Customers"].full, self.customers_ceiling_after or 0.0)
 
     @property
+    def big_runs(self) -> list[CatchUp]:
+        """The runs of the largest Customers backlog."""
+        return [c for c in self.customers if c.rows == self.customers[-1].rows]
+
+    @property
+    def small_runs(self) -> list[CatchUp]:
+        """The runs of the smallest Customers backlog."""
+        return [c for c in self.customers if c.rows == self.customers[0].rows]
+
+    @property
     def customers_big(self) -> CatchUp:
-        return self.customers[-1]
+        """The run of the largest Customers backlog with the median rows/s."""
+        return median_run(self.big_runs)
+
+    @property
+    def customers_rate(self) -> float:
+        """Median rows/s of the largest Customers backlog's runs."""
+        return float(median(c.rows_per_second for c in self.big_runs))
+
+    @property
+    def naive_rate(self) -> float:
+        return float(median(n.rate for n in self.naive))
+
+    @property
+    def shard_ratios(self) -> list[tuple[CatchUp, CatchUp]]:
+        """(1 process, 2 shards) runs of the mixed workload, pair by pair."""
+        return list(zip(self.mixed.get(1, []), self.mixed.get(2, []), strict=False))
 
     @property
     def mixed_ceiling(self) -> float:
         return mixed_rate({e: c.full for e, c in self.encode.items()}, self.mixed_rows)
 
 
+def median_run(runs: Sequence[CatchUp]) -> CatchUp:
+    """The run with the median rows/s (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda c: c.rows_per_second)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _rates(runs: Sequence[CatchUp]) -> str:
+    """ "median of 3: 12,694 (12,100, 12,694, 14,000)" or just "12,694" for one run."""
+    if len(runs) == 1:
+        return f"{runs[0].rows_per_second:,.0f}"
+    each = ", ".join(f"{c.rows_per_second:,.0f}" for c in runs)
+    return f"median of {len(runs)}: {median(c.rows_per_second for c in runs):,.0f} ({each})"
+
+
 def checks(r: Results) -> list[Check]:
-    """The targets of the issue, each as a ratio or bound measured in this run."""
+    """The targets of the issue, each as a ratio or bound measured in this run. A run that
+    is repeated counts by its median."""
     cu = r.encode["Customers"]
-    big = r.customers_big
+    big = r.big_runs
+    rate = r.customers_rate
     out = [
         Check(
-            f"end-to-end Customers ({big.rows:,} rows, 1 process) / encode ceiling",
-            big.rows_per_second / r.customers_ceiling,
+            f"end-to-end Customers ({big[0].rows:,} rows, 1 process) / encode ceiling",
+            rate / r.customers_ceiling,
             0.80,
             "x",
             at_most=False,
-            detail=f"{big.rows_per_second:,.0f} / {r.customers_ceiling:,.0f} rows/s",
+            detail=f"{_rates(big)} / {r.customers_ceiling:,.0f} rows/s",
         ),
         Check(
             "avrofast encode / plain fastavro.schemaless_writer"
@@ -134,30 +177,40 @@ def checks(r: Results) -> list[Check]:
             f"{'yes' if cu.identical else 'NO'}",
         ),
     ]
-    one, two = r.mixed.get(1), r.mixed.get(2)
+    # Each 2-shard run against the 1-process run just before it: the median of those ratios.
+    pairs = r.shard_ratios
+    ratios = [two.rows_per_second / one.rows_per_second for one, two in pairs]
+    pair_text = ", ".join(
+        f"{two.rows_per_second:,.0f} / {one.rows_per_second:,.0f}" for one, two in pairs
+    )
     out.append(
         Check(
             "mixed workload: 2 shards / 1 process",
-            None if one is None or two is None else two.rows_per_second / one.rows_per_second,
+            float(median(ratios)) if ratios else None,
             1.7,
             "x",
             at_most=False,
             detail=""
-            if one is None or two is None
-            else f"{two.rows_per_second:,.0f} / {one.rows_per_second:,.0f} rows/s",
+            if not pairs
+            else f"{pair_text} rows/s"
+            if len(pairs) == 1
+            else f"median of {len(pairs)} pairs ({', '.join(f'{x:.2f}x' for x in ratios)}): "
+            f"{pair_text} rows/s",
         )
     )
+    naive = ", ".join(f"{n.rate:,.0f}" for n in r.naive)
     out.append(
         Check(
             "end-to-end Customers / naive script",
-            big.rows_per_second / r.naive.rate,
+            rate / r.naive_rate,
             10.0,
             "x",
             at_most=False,
-            detail=f"{big.rows_per_second:,.0f} / {r.naive.rate:,.0f} rows/s",
+            detail=f"{rate:,.0f} / {r.naive_rate:,.0f} rows/s"
+            + (f" (medians; naive runs {naive})" if len(r.naive) > 1 else ""),
         )
     )
-    runs = [*r.customers, *r.mixed.values()]
+    runs = [*r.customers, *(c for shards in r.mixed.values() for c in shards)]
     worst = max(runs, key=lambda c: c.peak_rss_mib)
     out.append(
         Check(
@@ -169,20 +222,28 @@ def checks(r: Results) -> list[Check]:
             detail=f"in the {_run_name(worst)} run",
         )
     )
-    small = r.customers[0]
-    growth = None if len(r.customers) < 2 else big.peak_rss_mib / small.peak_rss_mib
+    small = r.small_runs
+    two_sizes = big[0].rows != small[0].rows
+    big_rss = float(median(c.peak_rss_mib for c in big))
+    small_rss = float(median(c.peak_rss_mib for c in small))
+    growth = big_rss / small_rss if two_sizes else None
     out.append(
         Check(
-            f"peak RSS at {big.rows:,} rows / at {small.rows:,} rows (Customers)"
-            if growth is not None
+            f"peak RSS at {big[0].rows:,} rows / at {small[0].rows:,} rows (Customers)"
+            if two_sizes
             else "peak RSS with a 1M-row backlog / with 100k (full mode only)",
             growth,
             RSS_GROWTH_LIMIT,
             "x",
             at_most=True,
             detail=""
-            if growth is None
-            else f"{big.peak_rss_mib:.0f} / {small.peak_rss_mib:.0f} MiB",
+            if not two_sizes
+            else f"{big_rss:.0f} / {small_rss:.0f} MiB"
+            + (
+                ""
+                if len(big) == len(small) == 1
+                else f" (medians; runs {_mibs(big)} / {_mibs(small)})"
+            ),
         )
     )
     lat = r.latency
@@ -198,6 +259,10 @@ def checks(r: Results) -> list[Check]:
         )
     )
     return out
+
+
+def _mibs(runs: Sequence[CatchUp]) -> str:
+    return ", ".join(f"{c.peak_rss_mib:.0f}" for c in runs)
 
 
 def plateau(c: CatchUp) -> str:
@@ -364,19 +429,20 @@ def text_report(r: Results) -> str:
     lines += ["", *_table(_RUN_HEADER, _run_rows(r)), ""]
     lines += ["CPU microseconds per row:", *_table(_CPU_HEADER, cpu_rows(r)), ""]
     lines += _table(_ENCODE_HEADER, _encode_rows(r))
-    p, n, lat = r.producer, r.naive, r.latency
+    p, lat = r.producer, r.latency
     lines += [
         "",
         f"producer ceiling: {p.rate:,.0f} msg/s ({p.megabytes_per_second:.1f} MB/s of values, "
         f"{p.messages // p.transactions:,} per transaction)",
-        f"naive script: {n.rate:,.0f} rows/s over {n.rows:,} rows",
-        f"peak RSS of the {r.customers_big.workload} run: {plateau(r.customers_big)}",
+        f"naive script: {r.naive_rate:,.0f} rows/s over {r.naive[0].rows:,} rows"
+        + (f" (median of {len(r.naive)} runs)" if len(r.naive) > 1 else ""),
+        f"peak RSS of the {r.customers_big.label} run: {plateau(r.customers_big)}",
         *(
             [
                 f"with {r.decode.decode_processes} decode processes: "
                 f"{r.decode.rows_per_second:,.0f} rows/s, "
-                f"{r.decode.rows_per_second / r.customers_big.rows_per_second:.2f}x the default "
-                f"({r.customers_big.rows_per_second:,.0f}), "
+                f"{r.decode.rows_per_second / r.customers_rate:.2f}x the default "
+                f"({r.customers_rate:,.0f}), "
                 f"{r.decode.rows_per_second / r.customers_ceiling:.2f}x the encode ceiling"
             ]
             if r.decode
@@ -423,6 +489,7 @@ def markdown_report(r: Results) -> str:
         "`publisher.decode_processes` set (parse, map and encode in worker processes, so one "
         "entity can use both cores); it is not one of the targets, which are for the default "
         "settings.",
+        *_repeats_text(r),
         "",
         *_md_table(_RUN_HEADER, _run_rows(r)),
         "",
@@ -431,7 +498,7 @@ def markdown_report(r: Results) -> str:
         "- *CPU s/100k*: user + system CPU of all the publisher's processes (librdkafka's "
         "threads included) per 100,000 rows.",
         "- *peak RSS*: `VmHWM` of each publishing process, read from `/proc/<pid>/status`. "
-        f"During the {big.workload} run it was {plateau(big)}.",
+        f"During the {big.label} run (the median one) it was {plateau(big)}.",
         "- *simulator CPU*: the simulator's CPU time over the run's wall time (it serves "
         "pre-rendered rows; well below one core means it was not the bottleneck).",
         "- *others' cores*: CPU the rest of the machine used meanwhile, in cores (busy CPU from "
@@ -489,12 +556,18 @@ def markdown_report(r: Results) -> str:
         f"settings sent {r.producer.messages:,} pre-encoded Customers messages (same keys, "
         f"values and headers) to a 3-partition topic, {s.window_rows:,} per transaction: "
         f"**{r.producer.rate:,.0f} msg/s** ({r.producer.megabytes_per_second:.1f} MB/s of "
-        f"values). The end-to-end Customers run reached "
-        f"{big.rows_per_second / r.producer.rate:.0%} of it.",
+        f"values). The end-to-end Customers runs reached "
+        f"{r.customers_rate / r.producer.rate:.0%} of it (median).",
         "",
         f"**Naive script** (`bench/naive.py`: httpx, stdlib json, fastavro per row, one produce "
-        f"and one flush per row): **{r.naive.rate:,.0f} rows/s** over {r.naive.rows:,} "
-        f"Customers rows.",
+        f"and one flush per row): **{r.naive_rate:,.0f} rows/s** over {r.naive[0].rows:,} "
+        f"Customers rows"
+        + (
+            f" (median of {len(r.naive)} runs: {', '.join(f'{n.rate:,.0f}' for n in r.naive)})"
+            if len(r.naive) > 1
+            else ""
+        )
+        + ".",
         "",
         "## Live latency",
         "",
@@ -549,7 +622,7 @@ def markdown_report(r: Results) -> str:
         "",
         "```sh",
         "make setup   # virtualenv + Kafka jars",
-        "make bench   # full: about 10 minutes; writes this file",
+        "make bench   # full: about 15 minutes; writes this file",
         ".venv/bin/python -m bench --quick   # about 3 minutes, 100k-row backlog",
         "```",
         "",
@@ -557,6 +630,20 @@ def markdown_report(r: Results) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _repeats_text(r: Results) -> list[str]:
+    """How repeated runs count, when the bench repeated any."""
+    if not any(c.attempt for c in r.runs):
+        return []
+    return [
+        "",
+        "Runs marked *#1*, *#2*, ... are the same run repeated, one after another (the mixed "
+        "workload's 1-process and 2-shard runs in turns, so that each pair ran in the same "
+        "minutes). On a shared 2-core machine one run can be 15% off either way; the targets "
+        "take the median run (for the 2-shard target, the median of the pairs' ratios), and "
+        "their detail lists every run.",
+    ]
 
 
 def _producer_text(s: PublisherSetup) -> str:

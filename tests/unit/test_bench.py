@@ -161,11 +161,11 @@ def _results(*, customers: list[CatchUp], identical: bool = True) -> Results:
         encode=encode,
         mixed_rows={"Customers": 100_000, "Discussions": 100_000},
         producer=ProducerCeiling(100_000, 1.0, 20, 45_000_000),
-        naive=Naive(2000, 2.0),
+        naive=[Naive(2000, 2.0)],
         customers=customers,
         mixed={
-            1: _catch_up("mixed", 1, 200_000, 20.0, 200),
-            2: _catch_up("mixed", 2, 200_000, 11.0, 150, 160),
+            1: [_catch_up("mixed", 1, 200_000, 20.0, 200)],
+            2: [_catch_up("mixed", 2, 200_000, 11.0, 150, 160)],
         },
         latency=Latency(500, 500, 6.0, 7.5, 7.9, 2.0, 5.0, 5.0, 5, 60.0),
     )
@@ -300,3 +300,53 @@ def test_the_decode_run_is_reported_beside_the_targets_not_in_them() -> None:
     assert row[0] == "customers-1000k, 1 shard, 2 decode processes"
     assert row[5] == f"{8000 / CLOCK_TICKS * 1e6 / 1_000_000:.1f}"  # both workers' CPU
     assert "150 (decode processes 90, 95)" in markdown_report(r)
+
+
+def test_repeated_runs_count_by_their_median_and_every_run_is_listed() -> None:
+    def nth(c: CatchUp, attempt: int) -> CatchUp:
+        return dataclasses.replace(c, attempt=attempt)
+
+    small = [
+        nth(_catch_up("customers-100k", 1, 100_000, 10.0, mib), i + 1)
+        for i, mib in enumerate((180, 150, 170))
+    ]
+    # 1,000,000 rows in 100 s (10,000/s), 125 s (8,000/s) and 200 s (5,000/s): median 8,000.
+    big = [
+        nth(_catch_up("customers-1000k", 1, 1_000_000, secs, mib), i + 1)
+        for i, (secs, mib) in enumerate(((100.0, 200), (125.0, 180), (200.0, 175)))
+    ]
+    r = _results(customers=[*small, *big])
+    r.naive = [Naive(2000, 2.0), Naive(2000, 1.0), Naive(2000, 4.0)]  # 1,000 / 2,000 / 500 rows/s
+    # Pairs (1 process, 2 shards): 20 / 11 s = 1.82x, 20 / 14 s = 1.43x, 20 / 12 s = 1.67x.
+    r.mixed = {
+        1: [nth(_catch_up("mixed", 1, 200_000, 20.0, 200), i) for i in (1, 2, 3)],
+        2: [
+            nth(_catch_up("mixed", 2, 200_000, s, 150, 160), i)
+            for i, s in ((1, 11.0), (2, 14.0), (3, 12.0))
+        ],
+    }
+    by_name = {c.name.split(" (")[0].split(" at ")[0]: c for c in checks(r)}
+    e2e = by_name["end-to-end Customers"]
+    assert e2e.value == pytest.approx(0.8)  # the median run's 8,000 of 10,000 rows/s
+    assert e2e.detail == "median of 3: 8,000 (10,000, 8,000, 5,000) / 10,000 rows/s"
+    shards = by_name["mixed workload: 2 shards / 1 process"]
+    assert shards.value == pytest.approx(20 / 12) and shards.met is False  # the median pair
+    assert shards.detail.startswith("median of 3 pairs (1.82x, 1.43x, 1.67x): 18,182 / 10,000")
+    naive = by_name["end-to-end Customers / naive script"]
+    assert naive.value == pytest.approx(8.0)  # 8,000 / the median naive run's 1,000 rows/s
+    growth = by_name["peak RSS"]
+    assert growth.value == pytest.approx(180 / 170)  # median of each size's peaks
+    assert growth.detail == "180 / 170 MiB (medians; runs 200, 180, 175 / 180, 150, 170)"
+    assert by_name["peak RSS of any publishing process"].value == pytest.approx(200)
+    labels = [row[0] for row in cpu_rows(r)]
+    assert labels[:4] == [
+        "customers-100k, 1 shard #1",
+        "customers-100k, 1 shard #2",
+        "customers-100k, 1 shard #3",
+        "customers-1000k, 1 shard #1",
+    ]
+    assert labels[6:8] == ["mixed, 1 shard #1", "mixed, 2 shards #1"]  # in turns, as run
+    doc = markdown_report(r)
+    assert "the targets take the median run" in doc
+    assert "customers-1000k, 1 shard #2 run (the median one)" in doc
+    assert "(median of 3 runs: 1,000, 2,000, 500)" in doc
