@@ -157,7 +157,7 @@ def _kafka_error(exc: KafkaException | SystemError) -> KafkaError:
     return err
 
 
-#: Delivery reports are served after this many records (see TransactionalSink.produce).
+#: Queued librdkafka callbacks are served after this many records (TransactionalSink.produce).
 SERVE_EVERY = 500
 #: A commit, abort or init that has waited longer than this makes the sink unready: these
 #: take milliseconds against a healthy broker.
@@ -229,11 +229,11 @@ class TransactionalSink:
                 self._raise_for(exc.args[0], "produce")
         self._unserved += 1
         if self._unserved >= SERVE_EVERY:
-            # Serve the delivery reports of what the broker has acknowledged so far, now,
-            # while this thread holds the GIL anyway: librdkafka keeps each record (its copy
-            # of the value included) until its report is served, and confluent-kafka takes
-            # the GIL once per report. Left for commit, they pile up for the whole
-            # transaction and each one waits for the GIL behind the fetch threads.
+            # Serve what librdkafka has queued for this process so far, now, while this thread
+            # holds the GIL anyway: error callbacks, logs, and the reports of records that
+            # failed (the producer asks for no others: see runner.producer_conf; an operator
+            # may ask for them all, and librdkafka keeps each record until its report is
+            # served). Left for commit, they pile up for the whole transaction.
             self._unserved = 0
             self._producer.poll(0)
 

@@ -136,6 +136,13 @@ def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
         # at ~10k records/s, 100 ms batches need half the broker CPU of 20 ms ones. Commit
         # sends what is waiting at once, so this delays nothing a consumer can see.
         "linger.ms": 100,
+        # Reports only for records that failed. Nothing reads the others (a failed record
+        # fails commit_transaction, which is the check that counts), and librdkafka then frees
+        # each record when the broker acknowledges it instead of keeping it, its value
+        # included, until this process serves its report. Measured on the 2-core bench
+        # machine, 7 interleaved pairs of 300k-row Customers catch-ups: faster in 6, a tie
+        # in 1, median +5% rows/s.
+        "delivery.report.only.error": True,
         "batch.num.messages": 10000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 200000,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from publisher.config import utc_now
 from publisher.entities import load_entities
-from publisher.kafka import read_to_end
+from publisher.kafka import TransactionAborted, TransactionalSink, read_to_end
 from publisher.metrics import PublisherMetrics
-from publisher.runner import Shard, build_streams, restore_checkpoints
+from publisher.runner import Shard, build_streams, producer_conf, restore_checkpoints
 from publisher.service import new_checkpoint
 from tests.integration.harness import load, write_config
 from tests.kafka_helpers import consume_all, create_topic, random_name
@@ -165,3 +166,50 @@ def test_a_restart_finds_its_checkpoint_behind_another_shards_open_transaction(
     assert [(s.id, s.committed.watermark) for s in streams] == [
         ("retailer/Customers", committed.watermark)
     ]
+
+
+def test_a_record_the_broker_refuses_fails_the_commit_with_the_publishers_settings(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The publisher asks librdkafka for no report of a delivered record: a record that fails
+    # must still fail commit_transaction (the transaction is aborted and the caller replays
+    # from its checkpoint), or it would be lost without a word.
+    prefix = random_name("refused")
+    config = load(
+        write_config(
+            tmp_path / "p.toml",
+            bootstrap=kafka_bootstrap,
+            simulator_url="http://127.0.0.1:9",  # never called
+            prefix=prefix,
+            start_from=datetime(2026, 1, 1, tzinfo=UTC),
+            entities=["Customers"],
+        )
+    )
+    conf = producer_conf(config, f"{prefix}-txn")
+    assert conf["delivery.report.only.error"] is True
+    topic = f"{prefix}.small"
+    create_topic(kafka_bootstrap, topic, partitions=1, **{"max.message.bytes": "2000"})
+    sink = TransactionalSink(conf, unavailable_deadline=30)
+    try:
+        sink.init()
+        sink.begin()
+        sink.produce(topic, b"fits", b"a small record")
+        # Random bytes do not compress: its batch is over the topic's limit after lz4 too.
+        sink.produce(topic, b"refused", os.urandom(10_000))
+        with pytest.raises(TransactionAborted, match="Message size too large"):
+            sink.commit()
+        # The caller replays from its checkpoint, as the publisher's loop does; here, the
+        # record that fits. The producer may need one more abort to bump its epoch after a
+        # refused batch ("skipped sequence numbers"), so replay until a commit goes through.
+        for attempt in range(1, 6):
+            sink.begin()
+            sink.produce(topic, b"fits", b"a small record")
+            try:
+                sink.commit()
+                break
+            except TransactionAborted:
+                assert attempt < 5
+    finally:
+        sink.close()
+    seen = [(r.key, r.value) for r in consume_all(kafka_bootstrap, [topic])]
+    assert seen == [(b"fits", b"a small record")]  # once: the aborted copy is not read
