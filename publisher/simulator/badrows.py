@@ -2,12 +2,15 @@
 gets exercised. They are part of the history: the ground-truth endpoint returns them too.
 
 Kinds: a field with the wrong JSON type, a missing key, an unknown ``RowEvent``, unknown extra
-fields, a huge string, and control / non-BMP unicode characters. The tracking timestamps are
+fields, a huge string (random base64 text, which no compression shrinks: the worst case for a
+broker's size limit, which applies to compressed batches), and control / non-BMP unicode
+characters. The tracking timestamps are
 never corrupted, so every bad row still belongs to exactly one window.
 """
 
 from __future__ import annotations
 
+import base64
 import random
 from typing import Any
 
@@ -45,7 +48,8 @@ def corrupt(row: bytes, kind: str, rng: random.Random, spec: EntitySpec, huge_ch
         obj["UnexpectedColumn"] = "surprise"
         obj[f"NewField{rng.randint(1, 99)}"] = rng.randint(1, 1000)
     elif kind == "huge_string":
-        obj[rng.choice(strings)] = "x" * huge_chars
+        noise = base64.b64encode(rng.randbytes(huge_chars * 3 // 4 + 3)).decode()
+        obj[rng.choice(strings)] = noise[:huge_chars]
     elif kind == "control_chars":
         obj[rng.choice(strings)] = _UNICODE
     return orjson.dumps(obj)
