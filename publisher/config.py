@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from publisher.entities import DEFAULT_SCHEMAS_DIR, EntitySpec, load_entities
 from publisher.errors import ConfigError
+from publisher.prepare import MAX_RECORD_BYTES
 from publisher.progress import DEFAULT_INTERVAL
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -223,6 +224,10 @@ class PublisherConfig(_Model):
     #: rows/s. N: up to N windows decode at once in other processes, so even one stream can
     #: use more cores; each takes about 100 MB and a second or two to start.
     decode_processes: int = Field(default=0, ge=0, le=16)
+    #: A row whose record (key, value and headers) would be larger goes to the dead-letter
+    #: topic (reason ``too_large``): a record over a topic's max.message.bytes would abort
+    #: every transaction that carries it. The default fits Kafka's default limit.
+    max_record_bytes: int = Field(default=MAX_RECORD_BYTES, ge=1024)
 
     @model_validator(mode="after")
     def _check(self) -> PublisherConfig:

@@ -30,6 +30,11 @@ from publisher.windows import Window
 
 Headers = list[tuple[str, str | bytes | None]]
 
+#: The largest record (key, value and headers) published by default: under Kafka's default
+#: max.message.bytes (1,048,588), which a topic created with defaults refuses beyond. A larger
+#: record would make every transaction that carries it abort, and the stream replay it forever.
+MAX_RECORD_BYTES = 1_000_000
+
 
 class Event(NamedTuple):
     """One row, ready to produce (or to dead-letter)."""
@@ -81,6 +86,9 @@ class StreamShape:
     key_prefix: str
     key_suffix: str
     headers_base: tuple[tuple[str, bytes], ...]
+    #: A row whose record (key, value and headers) would be larger is dead-lettered
+    #: (``too_large``) instead of published.
+    max_record_bytes: int = MAX_RECORD_BYTES
     #: What it was built from, when it was (a decode process builds the same shape from it).
     recipe: ShapeRecipe | None = None
 
@@ -101,6 +109,7 @@ class ShapeRecipe:
     key_prefix: str
     key_suffix: str
     headers_base: tuple[tuple[str, bytes], ...]
+    max_record_bytes: int = MAX_RECORD_BYTES
 
     def build(self) -> StreamShape:
         mapper = RowMapper(
@@ -118,11 +127,30 @@ class ShapeRecipe:
             self.key_prefix,
             self.key_suffix,
             self.headers_base,
+            self.max_record_bytes,
             recipe=self,
         )
 
 
 _OP_BYTES = {"c": b"c", "u": b"u", "d": b"d"}
+#: Bytes of the two headers every event adds to its stream's base headers, bar the
+#: idempotency key's value: their names and the op's one byte.
+_OWN_HEADER_BYTES = len("dc-op") + 1 + len("idempotency-key")
+
+
+def header_bytes(headers: Headers) -> int:
+    """The bytes of ``headers``' names and values, as a record size counts them."""
+    return sum(len(name) + (0 if value is None else len(value)) for name, value in headers)
+
+
+def too_large(size: int, limit: int) -> RowRejected:
+    return RowRejected(
+        "too_large",
+        f"the record (key, value and headers) would be {size:,} bytes, over "
+        f"publisher.max_record_bytes = {limit:,}",
+    )
+
+
 _new_event = tuple.__new__
 _as_event = partial(_new_event, Event)
 #: Sort key of an event: its change time.
@@ -146,6 +174,9 @@ def prepare(
     map_row, encode = shape.mapper.map, shape.codec.encode
     prefix, suffix, sid = shape.key_prefix, shape.key_suffix, shape.stream_id
     base = shape.headers_base
+    limit = shape.max_record_bytes
+    # A record's size is its value, key, idempotency key and this constant.
+    fixed = header_bytes(list(base)) + _OWN_HEADER_BYTES
     out = Prepared(window, len(rows))
     events, rejected = out.events, out.rejected
     for row in rows:
@@ -156,20 +187,22 @@ def prepare(
             continue
         key_text, thumbprint, op = ev.key, ev.thumbprint, ev.op
         digest = row_digest(key_text, thumbprint)
+        idempotency_key = f"{sid}/{key_text}/{thumbprint}".encode()
+        key = f"{prefix}{key_text}{suffix}".encode()
         value: bytes | RowRejected | None = None
         kept = row
         if digest not in skip:
             try:
                 value = encode(ev.record)
-                kept = None
             except RowRejected as exc:
                 value = exc
-        headers: Headers = [
-            *base,
-            ("dc-op", _OP_BYTES[op]),
-            ("idempotency-key", f"{sid}/{key_text}/{thumbprint}".encode()),
-        ]
-        key = f"{prefix}{key_text}{suffix}".encode()
+            else:
+                size = len(value) + len(key) + len(idempotency_key) + fixed
+                if size > limit:
+                    value = too_large(size, limit)
+                else:
+                    kept = None
+        headers: Headers = [*base, ("dc-op", _OP_BYTES[op]), ("idempotency-key", idempotency_key)]
         # tuple.__new__ directly: NamedTuple's generated __new__ is a Python-level call.
         events.append(
             _new_event(
@@ -182,6 +215,11 @@ def prepare(
 
 
 def encode_late(shape: StreamShape, event: Event, window: Window, now_ms: int) -> bytes:
-    """The value of an event whose encoding ``prepare`` skipped. Raises RowRejected."""
+    """The value of an event whose encoding ``prepare`` skipped. Raises RowRejected, as
+    ``prepare`` would have (``too_large`` included)."""
     ev = shape.mapper.map(event.row, window.start_ms, window.stop_ms, now_ms)
-    return shape.codec.encode(ev.record)
+    value = shape.codec.encode(ev.record)
+    size = len(value) + len(event.key) + header_bytes(event.headers)
+    if size > shape.max_record_bytes:
+        raise too_large(size, shape.max_record_bytes)
+    return value

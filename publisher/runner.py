@@ -124,6 +124,11 @@ class Presence:
         self._consumer.close()
 
 
+#: The producer's largest message, and the limit of the topics it creates for checkpoints and
+#: dead letters (a checkpoint holds a window's digests; a dead letter, its row's whole JSON).
+LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
 def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
     """Producer settings: ours first, the operator's raw librdkafka settings override them."""
     return {
@@ -146,7 +151,7 @@ def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
         "batch.num.messages": 10000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 200000,
-        "message.max.bytes": 8 * 1024 * 1024,
+        "message.max.bytes": LARGE_MESSAGE_BYTES,
         "client.id": f"dataconnect-publisher-{txn_id}",
         **config.kafka.producer,
     }
@@ -174,10 +179,15 @@ def topic_specs(config: Config) -> list[TopicSpec]:
         config.publisher.checkpoint_topic,
         1,
         k.topic_replication,
-        {"cleanup.policy": "compact", "max.message.bytes": str(8 * 1024 * 1024)},
+        {"cleanup.policy": "compact", "max.message.bytes": str(LARGE_MESSAGE_BYTES)},
     )
+    # A dead letter carries its row's JSON whole: a row refused as too large for its entity's
+    # topic still fits here (up to the producer's own message.max.bytes).
     topics[config.publisher.dead_letter_topic] = TopicSpec(
-        config.publisher.dead_letter_topic, 1, k.topic_replication, {}
+        config.publisher.dead_letter_topic,
+        1,
+        k.topic_replication,
+        {"max.message.bytes": str(LARGE_MESSAGE_BYTES)},
     )
     return list(topics.values())
 
@@ -322,6 +332,7 @@ def build_streams(
                         key_prefix=prefix,
                         key_suffix=suffix,
                         headers_base=base_headers(source.name, name),
+                        max_record_bytes=config.publisher.max_record_bytes,
                     ).build(),
                     sizer=WindowSizer(
                         size=timedelta(seconds=w.initial_window_seconds),

@@ -184,3 +184,57 @@ def check_event(
                 seen["control_chars"] += 1
         elif kind == "timestamp" and isinstance(raw, str) and raw:
             assert value[name] == epoch_ms(raw), name
+
+
+def test_a_row_too_large_for_its_topic_is_dead_lettered_not_replayed_forever(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # A 1.1 MB string that does not compress makes a record over Kafka's default
+    # max.message.bytes (about 1 MB), which the entity topic (created with defaults) refuses:
+    # every transaction carrying it would abort and replay it, and the stream would never
+    # move again.
+    huge = 1_100_000
+    start_from = minutes_ago(60)
+    sim = start_simulator(
+        SimulatorSettings(
+            seed=23,
+            default_rows=200,
+            history_start=start_from,
+            bad_row_rate=0.03,
+            bad_row_kinds=("huge_string",),
+            huge_string_chars=huge,
+        )
+    )
+    proc: PublisherProcess | None = None
+    try:
+        config_path = write_config(
+            tmp_path / "publisher.toml",
+            bootstrap=kafka_bootstrap,
+            simulator_url=sim.url,
+            prefix=random_name("toolarge"),
+            start_from=start_from,
+            entities=["Customers"],
+        )
+        config = load(config_path)
+        proc = PublisherProcess(config_path, tmp_path / "publisher.log").start()
+        frozen = sim.clock.freeze()
+        marks = wait_for_watermarks(config, frozen, timeout=90)
+        assert proc.terminate() == 0, proc.log()[-3000:]
+
+        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
+        too_big = [
+            r for r in truth if any(isinstance(v, str) and len(v) == huge for v in r.values())
+        ]
+        assert too_big, "the simulator made no huge row"
+        letters = dead_letters(config)
+        assert {d["reason"] for d in letters} == {"too_large"}
+        # Each one once, with its row's JSON whole.
+        assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == sorted(
+            canonical(r) for r in too_big
+        )
+        assert len(decoded_events(config)) == len(truth) - len(too_big)
+        report("row too large", rows=len(truth), dead_letters=len(letters))
+    finally:
+        if proc is not None and proc.alive():
+            proc.kill9()
+        sim.server.stop()

@@ -146,3 +146,10 @@ def test_progress_interval_is_a_setting_and_must_be_positive() -> None:
     with pytest.raises(ConfigError) as refused:
         parse_config({**base, "logging": {"progress_interval_seconds": 0}}, env={})
     assert any("logging.progress_interval_seconds" in p for p in refused.value.problems)
+
+
+def test_the_record_size_limit_defaults_under_kafkas_own_and_refuses_a_tiny_one() -> None:
+    assert parse_config(minimal(), ENV).publisher.max_record_bytes == 1_000_000
+    doc = minimal()
+    doc["publisher"]["max_record_bytes"] = 100  # smaller than any real record
+    assert [p for p in problems(doc) if p.startswith("publisher.max_record_bytes")]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from publisher.checkpoint import row_digest
 from publisher.codec import EntityCodec
 from publisher.entities import load_entities
 from publisher.errors import RowRejected
 from publisher.mapping import RowMapper
-from publisher.prepare import Event, StreamShape, encode_late, prepare
+from publisher.prepare import Event, StreamShape, encode_late, header_bytes, prepare
 from publisher.service import base_headers
 from publisher.windows import Window
 
@@ -118,3 +121,40 @@ def test_a_prepared_window_pickles_to_the_same_events_and_rejections() -> None:
     assert [(r, e.reason, e.detail) for r, e in back.rejected] == [
         (r, e.reason, e.detail) for r, e in out.rejected
     ]
+
+
+def test_a_record_over_the_size_limit_is_refused_whole_with_its_row() -> None:
+    # A record larger than the topic takes would abort every transaction carrying it; the row
+    # goes to the dead-letter topic instead, with its source row for the raw JSON.
+    text = next(f.name for f in SPEC.fields if f.kind == "string")
+    small, big = row(1, 1), row(2, 2, **{text: "x" * 5000})
+    (event,) = prepare(shape(), WINDOW, [dict(big)], now_ms=NOW_MS).events
+    assert isinstance(event.value, bytes)
+    size = len(event.value) + len(event.key) + header_bytes(event.headers)  # what Kafka gets
+    limited = dataclasses.replace(shape(), max_record_bytes=size - 1)
+    out = prepare(limited, WINDOW, [small, big], now_ms=NOW_MS)
+    kept, refused = out.events
+    assert isinstance(kept.value, bytes) and kept.row is None
+    assert isinstance(refused.value, RowRejected) and refused.row is big
+    assert refused.value.reason == "too_large"
+    assert f"would be {size:,} bytes, over publisher.max_record_bytes = {size - 1:,}" in str(
+        refused.value
+    )
+    # Exactly at the limit is published.
+    exact = dataclasses.replace(shape(), max_record_bytes=size)
+    assert isinstance(prepare(exact, WINDOW, [dict(big)], now_ms=NOW_MS).events[0].value, bytes)
+
+
+def test_a_late_encoding_refuses_a_record_over_the_size_limit_too() -> None:
+    text = next(f.name for f in SPEC.fields if f.kind == "string")
+    big = row(2, 2, **{text: "x" * 5000})
+    s = shape()
+    (encoded,) = prepare(s, WINDOW, [dict(big)], now_ms=NOW_MS).events
+    assert isinstance(encoded.value, bytes)
+    size = len(encoded.value) + len(encoded.key) + header_bytes(encoded.headers)
+    limited = dataclasses.replace(s, max_record_bytes=size - 1)
+    (skipped,) = prepare(limited, WINDOW, [big], now_ms=NOW_MS, skip={encoded.digest}).events
+    assert skipped.value is None  # not encoded: an earlier window had it
+    with pytest.raises(RowRejected, match="too_large"):
+        encode_late(limited, skipped, WINDOW, NOW_MS)
+    assert encode_late(dataclasses.replace(s, max_record_bytes=size), skipped, WINDOW, NOW_MS)

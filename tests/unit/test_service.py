@@ -305,6 +305,19 @@ def test_bad_rows_are_dead_lettered_once_with_raw_json_and_never_stall() -> None
     assert raw == {bad_event["RowThumbprint"], no_key["RowThumbprint"], bad_int["RowThumbprint"]}
 
 
+def test_a_row_over_the_record_size_limit_is_dead_lettered_whole() -> None:
+    good = customer(5, "22222222-2222-2222-2222-222222222222")
+    big = customer(6, "33333333-3333-3333-3333-333333333333", Notes="n" * 5000)
+    sink = FakeSink()
+    config = make_config(publisher={"max_record_bytes": 4096})
+    run_until_caught_up(config, FakeDataConnect([good, big]), sink)
+    assert published_thumbprints(sink, config) == Counter([good["RowThumbprint"]])
+    (dead,) = [orjson.loads(v or b"") for _t, _k, v in sink.records("dataconnect.deadletter")]
+    assert dead["reason"] == "too_large"
+    assert "publisher.max_record_bytes = 4,096" in dead["detail"]
+    assert orjson.loads(dead["row"]) == big
+
+
 @pytest.mark.parametrize("status", [403, 404])
 def test_access_denied_stops_the_entity_and_records_why(status: int) -> None:
     def deny(request: httpx.Request) -> httpx.Response:
