@@ -15,9 +15,11 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from publisher.config import Config
 from publisher.simulator.settings import BAD_ROW_KINDS, SimulatorSettings
 from tests.integration.harness import (
     PublisherProcess,
+    RunningSimulator,
     dead_letters,
     decoded_events,
     load,
@@ -57,6 +59,39 @@ def epoch_ms(text: str) -> int:
     return int(moment.timestamp()) * 1000 + int(((m[7] or "") + "000")[:3])
 
 
+def publish_all(
+    sim: RunningSimulator,
+    bootstrap: str,
+    tmp_path: Path,
+    *,
+    prefix: str,
+    start_from: datetime,
+    entities: list[str],
+    timeout: float,
+    **overrides: Any,
+) -> tuple[Config, dict[str, datetime]]:
+    """Run the publisher until every stream's watermark passes the end of the data (it never
+    stalls), then stop it cleanly; the config and the watermarks reached."""
+    config_path = write_config(
+        tmp_path / "publisher.toml",
+        bootstrap=bootstrap,
+        simulator_url=sim.url,
+        prefix=random_name(prefix),
+        start_from=start_from,
+        entities=entities,
+        **overrides,
+    )
+    config = load(config_path)
+    proc = PublisherProcess(config_path, tmp_path / "publisher.log").start()
+    try:
+        marks = wait_for_watermarks(config, sim.clock.freeze(), timeout=timeout)
+        assert proc.terminate() == 0, proc.log()[-3000:]
+    finally:
+        if proc.alive():
+            proc.kill9()
+    return config, marks
+
+
 def canonical(row: Any) -> bytes:
     return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
 
@@ -78,24 +113,18 @@ def test_bad_rows_are_dead_lettered_or_kept_and_none_is_lost(
             varied_timestamps=True,
         )
     )
-    proc: PublisherProcess | None = None
     try:
-        config_path = write_config(
-            tmp_path / "publisher.toml",
-            bootstrap=kafka_bootstrap,
-            simulator_url=sim.url,
-            prefix=random_name("badrows"),
+        config, marks = publish_all(
+            sim,
+            kafka_bootstrap,
+            tmp_path,
+            prefix="badrows",
             start_from=start_from,
             entities=ENTITIES,
+            timeout=soak(90, 600),
             windows={"initial_window_seconds": 600},
             source={"timezone": ZONE},
         )
-        config = load(config_path)
-        proc = PublisherProcess(config_path, tmp_path / "publisher.log").start()
-        # Never stalls: every stream's watermark passes the end of the data.
-        frozen = sim.clock.freeze()
-        marks = wait_for_watermarks(config, frozen, timeout=soak(90, 600))
-        assert proc.terminate() == 0, proc.log()[-3000:]
 
         specs = config.entity_specs()
         events: Counter[tuple[str, str, str]] = Counter()
@@ -153,8 +182,6 @@ def test_bad_rows_are_dead_lettered_or_kept_and_none_is_lost(
             timestamp_shapes=len(shapes),
         )
     finally:
-        if proc is not None and proc.alive():
-            proc.kill9()
         sim.server.stop()
 
 
@@ -205,22 +232,16 @@ def test_a_row_too_large_for_its_topic_is_dead_lettered_not_replayed_forever(
             huge_string_chars=huge,
         )
     )
-    proc: PublisherProcess | None = None
     try:
-        config_path = write_config(
-            tmp_path / "publisher.toml",
-            bootstrap=kafka_bootstrap,
-            simulator_url=sim.url,
-            prefix=random_name("toolarge"),
+        config, marks = publish_all(
+            sim,
+            kafka_bootstrap,
+            tmp_path,
+            prefix="toolarge",
             start_from=start_from,
             entities=["Customers"],
+            timeout=90,
         )
-        config = load(config_path)
-        proc = PublisherProcess(config_path, tmp_path / "publisher.log").start()
-        frozen = sim.clock.freeze()
-        marks = wait_for_watermarks(config, frozen, timeout=90)
-        assert proc.terminate() == 0, proc.log()[-3000:]
-
         truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
         too_big = [
             r for r in truth if any(isinstance(v, str) and len(v) == huge for v in r.values())
@@ -235,6 +256,4 @@ def test_a_row_too_large_for_its_topic_is_dead_lettered_not_replayed_forever(
         assert len(decoded_events(config)) == len(truth) - len(too_big)
         report("row too large", rows=len(truth), dead_letters=len(letters))
     finally:
-        if proc is not None and proc.alive():
-            proc.kill9()
         sim.server.stop()
