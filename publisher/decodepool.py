@@ -123,8 +123,11 @@ def _ready() -> int:
 def _decode(
     recipe: ShapeRecipe, window: Window, body: Body, now_ms: int, skip: Container[int]
 ) -> Prepared:
+    # Built once per stream (generated code). A recipe that differs from the cached shape's
+    # (the same stream id with another zone or size limit: a pool shared beyond one
+    # publisher's fixed streams) gets a shape of its own, never a stale one.
     shape = _shapes.get(recipe.stream_id)
-    if shape is None:
+    if shape is None or shape.recipe != recipe:
         shape = _shapes[recipe.stream_id] = recipe.build()
     try:
         rows = read_rows(body)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -15,7 +16,8 @@ import pytest
 
 from publisher.dataconnect.client import Body, BodyUnreadable
 from publisher.decodepool import DecodePool
-from publisher.prepare import Event, ShapeRecipe, prepare
+from publisher.errors import RowRejected
+from publisher.prepare import Event, ShapeRecipe, header_bytes, prepare
 from publisher.service import base_headers
 from tests.unit.test_prepare import NOW_MS, SPEC, WINDOW, row
 
@@ -29,7 +31,7 @@ def pool() -> Iterator[DecodePool]:
         decoder.close()
 
 
-def recipe(zone: str = "UTC") -> ShapeRecipe:
+def recipe(zone: str = "UTC", **more: Any) -> ShapeRecipe:
     return ShapeRecipe(
         "src/AccountsReceivable",
         SPEC,
@@ -42,6 +44,7 @@ def recipe(zone: str = "UTC") -> ShapeRecipe:
         key_prefix="src:",
         key_suffix="!",
         headers_base=base_headers("src", "AccountsReceivable"),
+        **more,
     )
 
 
@@ -60,6 +63,19 @@ def test_a_window_decoded_elsewhere_equals_the_one_prepared_here(pool: DecodePoo
         assert [(r, str(e)) for r, e in there.rejected] == [(r, str(e)) for r, e in here.rejected]
         assert there.rows == here.rows == len(rows)
         assert any(e.value is None for e in there.events)  # the skip hint crossed over
+
+
+def test_a_decode_process_applies_the_configured_record_size_limit(pool: DecodePool) -> None:
+    # The limit crosses in the recipe: a worker that fell back to the default would publish
+    # what the operator asked to dead-letter.
+    rows = [row(k, k) for k in range(3)]
+    (first,) = prepare(recipe().build(), WINDOW, rows[:1], now_ms=NOW_MS).events
+    assert isinstance(first.value, bytes)
+    tight = len(first.value) + len(first.key) + header_bytes(first.headers) - 1
+    body = Body(orjson.dumps(rows))
+    there = pool.decode(recipe(max_record_bytes=tight), WINDOW, body, now_ms=NOW_MS, skip=())
+    reasons = [e.value.reason for e in there.events if isinstance(e.value, RowRejected)]
+    assert reasons == ["too_large"] * len(rows)
 
 
 @pytest.mark.parametrize(
