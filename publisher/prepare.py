@@ -14,7 +14,7 @@ loop can still encode it if that earlier window turns out not to have committed.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from functools import partial
@@ -138,7 +138,7 @@ _OP_BYTES = {"c": b"c", "u": b"u", "d": b"d"}
 _OWN_HEADER_BYTES = len("dc-op") + 1 + len("idempotency-key")
 
 
-def header_bytes(headers: Headers) -> int:
+def header_bytes(headers: Iterable[tuple[str, str | bytes | None]]) -> int:
     """The bytes of ``headers``' names and values, as a record size counts them."""
     return sum(len(name) + (0 if value is None else len(value)) for name, value in headers)
 
@@ -175,8 +175,10 @@ def prepare(
     prefix, suffix, sid = shape.key_prefix, shape.key_suffix, shape.stream_id
     base = shape.headers_base
     limit = shape.max_record_bytes
-    # A record's size is its value, key, idempotency key and this constant.
-    fixed = header_bytes(list(base)) + _OWN_HEADER_BYTES
+    # A record's size is its value, key and idempotency key, plus what every record of the
+    # stream shares: the room left for those three.
+    fixed = header_bytes(base) + _OWN_HEADER_BYTES
+    room = limit - fixed
     out = Prepared(window, len(rows))
     events, rejected = out.events, out.rejected
     for row in rows:
@@ -197,9 +199,9 @@ def prepare(
             except RowRejected as exc:
                 value = exc
             else:
-                size = len(value) + len(key) + len(idempotency_key) + fixed
-                if size > limit:
-                    value = too_large(size, limit)
+                size = len(value) + len(key) + len(idempotency_key)
+                if size > room:
+                    value = too_large(size + fixed, limit)
                 else:
                     kept = None
         headers: Headers = [*base, ("dc-op", _OP_BYTES[op]), ("idempotency-key", idempotency_key)]
