@@ -144,7 +144,8 @@ def median_run(runs: Sequence[CatchUp]) -> CatchUp:
 
 
 def _rates(runs: Sequence[CatchUp]) -> str:
-    """ "median of 3: 12,694 (12,100, 12,694, 14,000)" or just "12,694" for one run."""
+    """Rows/s of ``runs``: ``median of 3: 12,694 (12,100, 12,694, 14,000)``, or just
+    ``12,694`` for one run."""
     if len(runs) == 1:
         return f"{runs[0].rows_per_second:,.0f}"
     each = ", ".join(f"{c.rows_per_second:,.0f}" for c in runs)

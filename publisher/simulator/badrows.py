@@ -4,8 +4,8 @@ gets exercised. They are part of the history: the ground-truth endpoint returns 
 Kinds: a field with the wrong JSON type, a missing key, an unknown ``RowEvent``, unknown extra
 fields, a huge string (random base64 text, which no compression shrinks: the worst case for a
 broker's size limit, which applies to compressed batches), and control / non-BMP unicode
-characters. The tracking timestamps are
-never corrupted, so every bad row still belongs to exactly one window.
+characters. The tracking timestamps are never corrupted, so every bad row still belongs to
+exactly one window.
 """
 
 from __future__ import annotations
