@@ -226,7 +226,16 @@ class TransactionalSink:
             except BufferError:
                 self._producer.poll(0.05)  # let librdkafka drain its queue to make room
             except KafkaException as exc:
-                self._raise_for(exc.args[0], "produce")
+                err: KafkaError = exc.args[0]
+                if err.code() == KafkaError._STATE and self._open:
+                    # librdkafka takes no more records once the transaction has failed, say
+                    # on a batch the broker refused ("Erroneous state"): abort it, and the
+                    # caller replays. A fatal cause makes the abort itself raise it.
+                    self.abort()
+                    raise TransactionAborted(
+                        f"produce: the transaction failed meanwhile ({err.str()})"
+                    ) from None
+                self._raise_for(err, "produce")
         self._unserved += 1
         if self._unserved >= SERVE_EVERY:
             # Serve what librdkafka has queued for this process so far, now, while this thread

@@ -213,3 +213,46 @@ def test_a_record_the_broker_refuses_fails_the_commit_with_the_publishers_settin
         sink.close()
     seen = [(r.key, r.value) for r in consume_all(kafka_bootstrap, [topic])]
     assert seen == [(b"fits", b"a small record")]  # once: the aborted copy is not read
+
+
+def test_a_record_refused_while_producing_aborts_the_transaction_not_the_process(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Once a batch is refused, librdkafka takes no more records in that transaction:
+    # produce() says "Erroneous state". That is the transaction's failure (abort and replay),
+    # not the producer's: the process must not stop on it.
+    prefix = random_name("refusedmid")
+    config = load(
+        write_config(
+            tmp_path / "p.toml",
+            bootstrap=kafka_bootstrap,
+            simulator_url="http://127.0.0.1:9",  # never called
+            prefix=prefix,
+            start_from=datetime(2026, 1, 1, tzinfo=UTC),
+            entities=["Customers"],
+        )
+    )
+    topic = f"{prefix}.small"
+    create_topic(kafka_bootstrap, topic, partitions=1, **{"max.message.bytes": "2000"})
+    sink = TransactionalSink(producer_conf(config, f"{prefix}-txn"), unavailable_deadline=30)
+    try:
+        sink.init()
+        sink.begin()
+        sink.produce(topic, b"refused", os.urandom(10_000))
+        deadline = time.monotonic() + 20
+        with pytest.raises(TransactionAborted, match="Erroneous state"):
+            while time.monotonic() < deadline:  # until the broker's refusal is known
+                sink.produce(topic, b"meanwhile", b"a small record")
+                time.sleep(0.01)
+        for attempt in range(1, 6):  # the replay, as in the test above
+            sink.begin()
+            sink.produce(topic, b"fits", b"a small record")
+            try:
+                sink.commit()
+                break
+            except TransactionAborted:
+                assert attempt < 5
+    finally:
+        sink.close()
+    seen = [(r.key, r.value) for r in consume_all(kafka_bootstrap, [topic])]
+    assert seen == [(b"fits", b"a small record")]
