@@ -27,7 +27,9 @@ from enum import Enum
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+
+# The documented public names; the package's __init__ imports them without re-exporting.
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from publisher.errors import KafkaFatal, ProducerFenced, PublisherError
@@ -124,6 +126,42 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing instance
                 raise KafkaFatal(f"cannot create topic {name}: {exc.args[0].str()}") from None
     return created
+
+
+def topic_message_limits(
+    admin_conf: Mapping[str, Any], topics: Sequence[str], *, deadline: float = 30.0
+) -> dict[str, int] | None:
+    """Each topic's ``max.message.bytes`` (its own, or the broker's default), for
+    :mod:`publisher.limits`. None, after a warning, when the cluster will not say (no
+    DescribeConfigs permission, say): then the producer's own limit is all that is known."""
+    conf: dict[str, Any] = {"logger": LIBRDKAFKA_LOG, **admin_conf}
+    admin = AdminClient(conf)
+    until = time.monotonic() + deadline
+    while True:
+        futures = admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, t) for t in topics],
+            request_timeout=max(1.0, min(10.0, until - time.monotonic())),
+        )
+        try:
+            return {
+                res.name: int(fut.result()["max.message.bytes"].value)
+                for res, fut in futures.items()
+            }
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            # A topic created a moment ago may not be known to every broker yet.
+            if classify(err) is Outcome.RETRY and time.monotonic() < until:
+                time.sleep(0.5)
+                continue
+            log.warning(
+                "cannot read the topics' max.message.bytes (%s): records are kept within "
+                "the producer's message.max.bytes only",
+                err.str(),
+            )
+            return None
+        except (KeyError, ValueError) as exc:  # a cluster that describes topics oddly
+            log.warning("cannot read the topics' max.message.bytes (%r)", exc)
+            return None
 
 
 def _list_topics(admin: AdminClient, deadline_s: float) -> Any:

@@ -89,6 +89,8 @@ class StreamShape:
     #: A row whose record (key, value and headers) would be larger is dead-lettered
     #: (``too_large``) instead of published.
     max_record_bytes: int = MAX_RECORD_BYTES
+    #: Why the limit is lower than ``publisher.max_record_bytes``, when it is (its topic's).
+    record_limit_note: str | None = None
     #: What it was built from, when it was (a decode process builds the same shape from it).
     recipe: ShapeRecipe | None = None
 
@@ -110,6 +112,7 @@ class ShapeRecipe:
     key_suffix: str
     headers_base: tuple[tuple[str, bytes], ...]
     max_record_bytes: int = MAX_RECORD_BYTES
+    record_limit_note: str | None = None
 
     def build(self) -> StreamShape:
         mapper = RowMapper(
@@ -128,6 +131,7 @@ class ShapeRecipe:
             self.key_suffix,
             self.headers_base,
             self.max_record_bytes,
+            self.record_limit_note,
             recipe=self,
         )
 
@@ -143,11 +147,12 @@ def header_bytes(headers: Iterable[tuple[str, str | bytes | None]]) -> int:
     return sum(len(name) + (0 if value is None else len(value)) for name, value in headers)
 
 
-def too_large(size: int, limit: int) -> RowRejected:
+def too_large(size: int, limit: int, note: str | None = None) -> RowRejected:
+    """The rejection of a record of ``size`` bytes, over ``limit`` (``note`` says why the
+    limit is what it is, when it is not ``publisher.max_record_bytes``)."""
+    why = f"publisher.max_record_bytes = {limit:,}" if note is None else f"{limit:,}: {note}"
     return RowRejected(
-        "too_large",
-        f"the record (key, value and headers) would be {size:,} bytes, over "
-        f"publisher.max_record_bytes = {limit:,}",
+        "too_large", f"the record (key, value and headers) would be {size:,} bytes, over {why}"
     )
 
 
@@ -201,7 +206,7 @@ def prepare(
             else:
                 size = len(value) + len(key) + len(idempotency_key)
                 if size > room:
-                    value = too_large(size + fixed, limit)
+                    value = too_large(size + fixed, limit, shape.record_limit_note)
                 else:
                     kept = None
         headers: Headers = [*base, ("dc-op", _OP_BYTES[op]), ("idempotency-key", idempotency_key)]
@@ -223,5 +228,5 @@ def encode_late(shape: StreamShape, event: Event, window: Window, now_ms: int) -
     value = shape.codec.encode(ev.record)
     size = len(value) + len(event.key) + header_bytes(event.headers)
     if size > shape.max_record_bytes:
-        raise too_large(size, shape.max_record_bytes)
+        raise too_large(size, shape.max_record_bytes, shape.record_limit_note)
     return value

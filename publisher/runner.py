@@ -20,8 +20,8 @@ import platform
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -55,7 +55,9 @@ from publisher.kafka import (
     TransactionalSink,
     ensure_topics,
     read_to_end,
+    topic_message_limits,
 )
+from publisher.limits import LARGE_MESSAGE_BYTES, Limits, plan_limits
 from publisher.logs import register_secret
 from publisher.metrics import PublisherMetrics
 from publisher.prepare import ShapeRecipe
@@ -63,6 +65,7 @@ from publisher.progress import ProgressReporter, ProgressTracker
 from publisher.registry import register_value_schemas
 from publisher.service import (
     Publisher,
+    Rooms,
     Stream,
     base_headers,
     describe,
@@ -124,13 +127,9 @@ class Presence:
         self._consumer.close()
 
 
-#: The producer's largest message, and the limit of the topics it creates for checkpoints and
-#: dead letters (a checkpoint holds a window's digests; a dead letter, its row's whole JSON).
-LARGE_MESSAGE_BYTES = 8 * 1024 * 1024
-
-
-def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
-    """Producer settings: ours first, the operator's raw librdkafka settings override them."""
+def producer_conf(config: Config, txn_id: str, *, batch_bytes: int | None = None) -> dict[str, Any]:
+    """Producer settings: ours first, the operator's raw librdkafka settings override them.
+    ``batch_bytes``: a ``batch.size`` the topics need (:func:`publisher.limits.plan_limits`)."""
     return {
         "bootstrap.servers": config.kafka.bootstrap_servers,
         "transactional.id": txn_id,
@@ -152,6 +151,7 @@ def producer_conf(config: Config, txn_id: str) -> dict[str, Any]:
         "compression.type": "lz4",
         "queue.buffering.max.messages": 200000,
         "message.max.bytes": LARGE_MESSAGE_BYTES,
+        **({} if batch_bytes is None else {"batch.size": batch_bytes}),
         "client.id": f"dataconnect-publisher-{txn_id}",
         **config.kafka.producer,
     }
@@ -190,6 +190,42 @@ def topic_specs(config: Config) -> list[TopicSpec]:
         {"max.message.bytes": str(LARGE_MESSAGE_BYTES)},
     )
     return list(topics.values())
+
+
+def read_limits(config: Config, streams: Sequence[Stream]) -> Limits:
+    """The record limits of this shard's topics (:mod:`publisher.limits`), read from the
+    cluster; what will be dead-lettered or stop a stream sooner than expected is logged."""
+    entity_topics = sorted({s.topic for s in streams})
+    dead_letters = config.publisher.dead_letter_topic
+    checkpoints = config.publisher.checkpoint_topic
+    producer = config.kafka.producer
+    limits = plan_limits(
+        entity_topics=entity_topics,
+        dead_letter_topic=dead_letters,
+        checkpoint_topic=checkpoints,
+        topic_limits=topic_message_limits(
+            {"bootstrap.servers": config.kafka.bootstrap_servers},
+            [*entity_topics, dead_letters, checkpoints],
+        ),
+        max_record_bytes=config.publisher.max_record_bytes,
+        producer_max_bytes=int(producer.get("message.max.bytes", LARGE_MESSAGE_BYTES)),
+        batch_size_set="batch.size" in producer,
+    )
+    for warning in limits.warnings:
+        log.warning("%s", warning)
+    if limits.batch_bytes is not None:
+        log.info("producer batch.size %d: the smallest topic takes no more", limits.batch_bytes)
+    return limits
+
+
+def apply_limits(streams: Iterable[Stream], limits: Limits) -> None:
+    """Give each stream's shape its topic's record limit."""
+    for s in streams:
+        limit = limits.record_bytes.get(s.topic, s.shape.max_record_bytes)
+        if limit == s.shape.max_record_bytes or s.shape.recipe is None:
+            continue
+        note = limits.record_notes.get(s.topic)
+        s.shape = replace(s.shape.recipe, max_record_bytes=limit, record_limit_note=note).build()
 
 
 def http_settings(source: SourceConfig) -> SourceHTTPSettings:
@@ -417,6 +453,7 @@ class Runner:
         )
         self.publisher: Publisher | None = None
         self.health: HealthServer | None = None
+        self._sink: TransactionalSink | None = None
         self._stop_requested = threading.Event()
 
     def stop(self) -> None:
@@ -471,11 +508,7 @@ class Runner:
         if not streams:
             log.warning("shard %d/%d owns no streams", self.shard.index, self.shard.count)
             return EXIT_OK
-        sink = TransactionalSink(
-            producer_conf(config, txn_id),
-            unavailable_deadline=config.kafka.unavailable_deadline_seconds,
-        )
-        self._start_health(sink, streams)
+        self._start_health(streams)
         created = ensure_topics(
             {"bootstrap.servers": config.kafka.bootstrap_servers},
             topic_specs(config),
@@ -483,6 +516,13 @@ class Runner:
         )
         if created:
             log.info("created topics: %s", ", ".join(created))
+        limits = read_limits(config, streams)
+        apply_limits(streams, limits)
+        sink = TransactionalSink(
+            producer_conf(config, txn_id, batch_bytes=limits.batch_bytes),
+            unavailable_deadline=config.kafka.unavailable_deadline_seconds,
+        )
+        self._sink = sink
         sink.init()  # fences older instances with our transactional.id
         # A stop during the read (it can wait out another shard's open transaction, up to the
         # transaction timeout) ends the process here, before anything is published.
@@ -509,6 +549,7 @@ class Runner:
             clock=self.clock,
             on_commit=self._progress(streams).on_commit,
             decoder=decoder,
+            rooms=Rooms(limits.dead_letter_bytes, limits.checkpoint_bytes),
         )
         self.publisher = publisher
         if self._stop_requested.is_set():
@@ -544,13 +585,14 @@ class Runner:
         reporter.begin(streams)
         return reporter
 
-    def _start_health(self, sink: TransactionalSink, streams: list[Stream]) -> None:
+    def _start_health(self, streams: list[Stream]) -> None:
         m = self.config.metrics
         if not m.enabled:
             return
 
         def kafka_ok() -> tuple[bool, str]:
-            return sink.health()
+            # Before the producer exists (topics being created and read), nothing has failed.
+            return (True, "not used yet") if self._sink is None else self._sink.health()
 
         def sources_ok() -> tuple[bool, str]:
             stopped = [f"{s.id}: {s.stopped}" for s in streams if s.stopped]

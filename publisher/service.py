@@ -47,8 +47,9 @@ from publisher.errors import (
     WindowTooLarge,
 )
 from publisher.kafka import TransactionAborted, TransactionalSink
+from publisher.limits import BATCH_FRAMING_BYTES, LARGE_MESSAGE_BYTES
 from publisher.metrics import PublisherMetrics
-from publisher.prepare import Prepared, StreamShape, encode_late, prepare
+from publisher.prepare import Prepared, StreamShape, encode_late, header_bytes, prepare
 from publisher.threadnames import name_this_thread
 from publisher.timefmt import to_millis
 from publisher.windows import Window, WindowSizer, plan_window, split_window
@@ -66,6 +67,23 @@ class WindowStillTooLarge(EntityStopped):
     """413 even for the smallest window allowed: an operator must lower min_window."""
 
     code = "window_too_large"
+
+
+class RecordDoesNotFit(EntityStopped):
+    """A dead letter or a checkpoint larger than its topic takes. Neither can be shrunk
+    without losing what it carries, so its stream stops until an operator raises the topic's
+    max.message.bytes (the broker would refuse it, and every replay would carry it again)."""
+
+    code = "record_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    """The largest dead letter and checkpoint (key, value and headers) their topics take:
+    see :mod:`publisher.limits`. The defaults are those of the topics the publisher creates."""
+
+    dead_letter: int = LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES
+    checkpoint: int = LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES
 
 
 @dataclass(slots=True)
@@ -164,10 +182,13 @@ class Publisher:
         monotonic: Callable[[], float] = time.monotonic,
         on_commit: Callable[[Sequence[Stream]], None] | None = None,
         decoder: DecodePool | None = None,
+        rooms: Rooms | None = None,
     ) -> None:
         """``decoder``: worker processes that parse, map and encode windows; without one the
-        fetch threads do it."""
+        fetch threads do it. ``rooms``: the largest dead letter and checkpoint their topics
+        take."""
         self.config = config
+        self.rooms = Rooms() if rooms is None else rooms
         self.decoder = decoder
         self.streams = list(streams)
         self.sink = sink
@@ -215,6 +236,11 @@ class Publisher:
         try:
             while not self._stop.is_set():
                 if all(s.stopped for s in self.streams):
+                    # Record why first (``status`` reads it from the checkpoints), as a
+                    # stream stopped beside running ones has it recorded.
+                    dirty = [s for s in self.streams if s.status_dirty]
+                    if dirty:
+                        self._publish([], dirty)
                     raise FatalError(
                         "every stream is stopped: "
                         + "; ".join(f"{s.id}: {s.stopped}" for s in self.streams)
@@ -374,20 +400,27 @@ class Publisher:
 
     def _fetch_failed(self, s: Stream, failed: FetchFailed) -> None:
         s.next_from = s.committed.watermark
+        if isinstance(failed.error, EntityStopped):
+            self._stop_stream(s, failed.error)
+            return
         s.committed.last_error = str(failed.error)
         s.status_dirty = True
-        if isinstance(failed.error, EntityStopped):
-            s.stopped = str(failed.error)
-            s.committed.state = "stopped"
-            self.metrics.entity_state(s.source.name, s.entity.name, "stopped", failed.error.code)
-            log.error("stream %s stopped: %s", s.id, failed.error)
-            return
         # Retries are exhausted for now: keep the watermark, try again after a pause. The lag
         # metric keeps growing meanwhile, which is what alerts watch.
         if "timeout" in str(failed.error).lower():
             s.sizer.too_large(failed.window.new_span)
         s.not_before = self.monotonic() + self.poll_interval
         log.warning("stream %s: %s; trying again in %.0fs", s.id, failed.error, self.poll_interval)
+
+    def _stop_stream(self, s: Stream, error: EntityStopped) -> None:
+        """Stop ``s`` until an operator acts; its state goes out with the next transaction."""
+        s.next_from = s.committed.watermark
+        s.committed.last_error = str(error)
+        s.status_dirty = True
+        s.stopped = str(error)
+        s.committed.state = "stopped"
+        self.metrics.entity_state(s.source.name, s.entity.name, "stopped", error.code)
+        log.error("stream %s stopped: %s", s.id, error)
 
     def _wait(self) -> None:
         self._wake.wait(timeout=min(1.0, self.poll_interval))
@@ -401,15 +434,35 @@ class Publisher:
             self.sink.begin()
             for s, fetched in batch:
                 work = s.committed.copy()
-                result = self._publish_window(s, fetched, work)
+                try:
+                    result = self._publish_window(s, fetched, work)
+                except RecordDoesNotFit as exc:
+                    # Raised before that record was produced, but the window's others are in
+                    # the transaction: abort it, stop this stream, replay the others.
+                    self.sink.abort()
+                    self.metrics.transaction("aborted", self.monotonic() - began)
+                    for other, _ in batch:
+                        other.reset_to_committed()
+                    self._stop_stream(s, exc)
+                    return
                 fetched.prepared.events.clear()  # produced: free them now, not after the batch
                 pending.append((s, work, fetched, result))
             for s in dirty:  # state changes (stopped, last error) without a window
                 work = s.committed.copy()
                 work.updated_at = self.clock()
-                self.sink.produce(
-                    self.config.publisher.checkpoint_topic, s.id.encode(), work.encode()
-                )
+                key, value = s.id.encode(), work.encode()
+                if len(key) + len(value) > self.rooms.checkpoint:
+                    # Its stream stopped on this very checkpoint: the state stays in the
+                    # metrics and health checks, and the last committed checkpoint stands.
+                    log.error(
+                        "stream %s: its state cannot be recorded, its checkpoint (%s bytes) "
+                        "is larger than topic %s takes",
+                        s.id,
+                        f"{len(key) + len(value):,}",
+                        self.config.publisher.checkpoint_topic,
+                    )
+                    continue
+                self.sink.produce(self.config.publisher.checkpoint_topic, key, value)
             self.sink.commit()
         except TransactionAborted as exc:
             self.metrics.transaction("aborted", self.monotonic() - began)
@@ -493,6 +546,7 @@ class Publisher:
             unknown += unknown_fields
         result.duplicates = duplicates
         result.unknown_fields = unknown
+        dead_letters = self.config.publisher.dead_letter_topic
         for row, why in rejected:
             raw = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
             # Bad rows re-read in the overlap are dead-lettered once, like good ones.
@@ -500,21 +554,29 @@ class Publisher:
             if digest in seen:
                 result.duplicates += 1
                 continue
-            seen[digest] = stop_ms
-            produce(
-                self.config.publisher.dead_letter_topic,
-                s.id.encode(),
-                dead_letter_value(
-                    s.source.name,
-                    s.entity.name,
-                    raw,
-                    reason=why.reason,
-                    detail=why.detail,
-                    window_start_ms=start_ms,
-                    window_stop_ms=stop_ms,
-                ),
-                [*s.shape.headers_base, ("dc-reason", why.reason.encode())],
+            key = s.id.encode()
+            value = dead_letter_value(
+                s.source.name,
+                s.entity.name,
+                raw,
+                reason=why.reason,
+                detail=why.detail,
+                window_start_ms=start_ms,
+                window_stop_ms=stop_ms,
             )
+            extra: list[tuple[str, str | bytes | None]] = [
+                *s.shape.headers_base,
+                ("dc-reason", why.reason.encode()),
+            ]
+            size = len(key) + len(value) + header_bytes(extra)
+            if size > self.rooms.dead_letter:
+                raise RecordDoesNotFit(
+                    f"{s.id}: the dead letter of a {why.reason} row would be {size:,} bytes, "
+                    f"over the {self.rooms.dead_letter:,} topic {dead_letters} takes (its "
+                    f"max.message.bytes less batch framing); raise that, then restart"
+                )
+            seen[digest] = stop_ms
+            produce(dead_letters, key, value, extra)
             result.dead[why.reason] += 1
             log.warning("dead-lettered a %s row of %s: %s", why.reason, s.id, why.detail)
         if result.unknown_fields:
@@ -530,7 +592,15 @@ class Publisher:
         work.state = "running"
         work.updated_at = self.clock()
         work.publisher_version = __version__
-        produce(self.config.publisher.checkpoint_topic, s.id.encode(), work.encode())
+        key, value = s.id.encode(), work.encode()
+        if len(key) + len(value) > self.rooms.checkpoint:
+            raise RecordDoesNotFit(
+                f"{s.id}: its checkpoint would be {len(key) + len(value):,} bytes (the digests "
+                f"of the {len(work.seen.entries):,} rows its last windows published), over the "
+                f"{self.rooms.checkpoint:,} topic {self.config.publisher.checkpoint_topic} takes "
+                f"(its max.message.bytes less batch framing); raise that, then restart"
+            )
+        produce(self.config.publisher.checkpoint_topic, key, value)
         return result
 
 

@@ -19,7 +19,7 @@ from publisher.config import parse_config
 from publisher.kafka import TransactionAborted
 from publisher.metrics import PublisherMetrics
 from publisher.runner import build_streams
-from publisher.service import Publisher
+from publisher.service import Publisher, Rooms
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 NOW = T0 + timedelta(hours=6)
@@ -98,6 +98,11 @@ class FakeSink:
         self._all.append((topic, key, value))
         self.headers.append({k: v for k, v in headers or ()})
 
+    def abort(self) -> None:
+        assert self.open is not None
+        self.open = None
+        self.aborts += 1
+
     def commit(self) -> None:
         assert self.open is not None
         if self.fail_commits:
@@ -117,8 +122,25 @@ class FakeSink:
 
 
 def make_config(
-    publisher: dict[str, Any] | None = None, source: dict[str, Any] | None = None, **windows: Any
+    publisher: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
+    *,
+    more_sources: list[dict[str, Any]] | None = None,
+    **windows: Any,
 ) -> Any:
+    """A config with source ``s1`` (``source`` overrides its settings), and one more source
+    like it per entry of ``more_sources`` (each entry overrides that copy's settings)."""
+    s1 = {
+        "name": "s1",
+        "base_url": "http://127.0.0.1:1",
+        "token_url": "http://127.0.0.1:1/v1/oauth2/token",
+        "client_id": "c",
+        "client_secret": "unit-secret",
+        "username": "u",
+        "password": "unit-password",
+        "entities": ["Customers"],
+        **(source or {}),
+    }
     return parse_config(
         {
             "publisher": {"transactional_id": "unit", **(publisher or {})},
@@ -131,19 +153,7 @@ def make_config(
                 "poll_interval_seconds": 0.01,
                 **windows,
             },
-            "sources": [
-                {
-                    "name": "s1",
-                    "base_url": "http://127.0.0.1:1",
-                    "token_url": "http://127.0.0.1:1/v1/oauth2/token",
-                    "client_id": "c",
-                    "client_secret": "unit-secret",
-                    "username": "u",
-                    "password": "unit-password",
-                    "entities": ["Customers"],
-                    **(source or {}),
-                }
-            ],
+            "sources": [s1, *({**s1, **more} for more in more_sources or [])],
         },
         env={},
     )
@@ -160,13 +170,27 @@ def new_streams(config: Any, handler: Any) -> tuple[list[Any], PublisherMetrics]
 
 
 def run_streams(
-    config: Any, streams: list[Any], sink: FakeSink, metrics: Any, decoder: Any = None
+    config: Any,
+    streams: list[Any],
+    sink: FakeSink,
+    metrics: Any,
+    decoder: Any = None,
+    *,
+    rooms: Rooms | None = None,
 ) -> Publisher:
-    """Run the loop on a thread until every stream's watermark reaches NOW."""
-    publisher = Publisher(config, streams, sink, metrics, clock=lambda: NOW, decoder=decoder)  # type: ignore[arg-type]
+    """Run the loop on a thread until every running stream's watermark reaches NOW."""
+    publisher = Publisher(
+        config,
+        streams,
+        sink,  # type: ignore[arg-type]
+        metrics,
+        clock=lambda: NOW,
+        decoder=decoder,
+        rooms=rooms,
+    )
 
     def stop_when_caught_up(_streams: Any) -> None:
-        if all(s.committed.watermark >= NOW for s in publisher.streams):
+        if all(s.committed.watermark >= NOW for s in publisher.streams if not s.stopped):
             publisher.stop()
 
     publisher.on_commit = stop_when_caught_up
@@ -316,6 +340,100 @@ def test_a_row_over_the_record_size_limit_is_dead_lettered_whole() -> None:
     assert dead["reason"] == "too_large"
     assert "publisher.max_record_bytes = 4,096" in dead["detail"]
     assert orjson.loads(dead["row"]) == big
+
+
+def thumbprints_in(sink: FakeSink, config: Any, topic: str) -> Counter[str]:
+    from publisher.codec import EntityCodec
+
+    codec = EntityCodec(config.entity_specs()["Customers"])
+    return Counter(
+        codec.decode(v or b"")["source"]["row_thumbprint"] for _t, _k, v in sink.records(topic)
+    )
+
+
+def last_checkpoint(sink: FakeSink, stream: str) -> Checkpoint:
+    return [
+        Checkpoint.decode(v or b"")
+        for _t, k, v in sink.records("dataconnect.checkpoints")
+        if k == stream.encode()
+    ][-1]
+
+
+def test_a_dead_letter_larger_than_its_topic_takes_stops_only_its_stream() -> None:
+    # Its topic would refuse it, and every replay would carry it again (a stall); it cannot
+    # be cut short without losing the row. So its stream stops, with the reason, and the
+    # window holding it is not published at all; the other stream goes on.
+    good = spread_rows(30)
+    big = customer(150, "77777777-7777-7777-7777-777777777777", "Merged", Notes="n" * 5000)
+    first, second = FakeDataConnect([*good, big]), FakeDataConnect(good)
+
+    def by_host(request: httpx.Request) -> httpx.Response:
+        return (second if request.url.host == "127.0.0.2" else first)(request)
+
+    config = make_config(
+        more_sources=[
+            {
+                "name": "s2",
+                "base_url": "http://127.0.0.2:1",
+                "token_url": "http://127.0.0.2:1/v1/oauth2/token",
+            }
+        ]
+    )
+    streams, metrics = new_streams(config, by_host)
+    sink = FakeSink()
+    publisher = run_streams(config, streams, sink, metrics, rooms=Rooms(dead_letter=3000))
+    one, two = publisher.streams
+    assert one.stopped is not None
+    assert "the dead letter of a unknown_row_event row would be" in one.stopped
+    assert "over the 3,000 topic dataconnect.deadletter takes" in one.stopped
+    assert two.stopped is None
+    assert sink.aborts == 1
+    assert sink.records("dataconnect.deadletter") == []
+    stopped = last_checkpoint(sink, "s1/Customers")
+    assert stopped.state == "stopped"
+    assert stopped.last_error == one.stopped
+    # Everything before the window that holds the big row, once; nothing from it on.
+    assert T0 < stopped.watermark <= change_time(big)
+    before = [r for r in good if change_time(r) < stopped.watermark]
+    assert thumbprints_in(sink, config, "dataconnect.s1.Customers") == Counter(
+        r["RowThumbprint"] for r in before
+    )
+    assert thumbprints_in(sink, config, "dataconnect.s2.Customers") == Counter(
+        r["RowThumbprint"] for r in good
+    )
+    assert ("s1", "Customers", "stopped", "record_too_large") in set(metrics.states())
+
+
+def test_a_checkpoint_larger_than_its_topic_takes_stops_its_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The checkpoint keeps the digests of the rows its last windows published: a busy window
+    # makes it grow. One its topic would refuse stops the stream, and its stopped state
+    # (the same checkpoint) is not sent either: the last committed one stands.
+    quiet = [customer(10, "88888888-8888-8888-8888-888888888888")]
+    busy = [customer(70 + i / 10, f"00000000-0000-0000-0000-{i:012d}") for i in range(100)]
+    config = make_config()
+    streams, metrics = new_streams(config, FakeDataConnect([*quiet, *busy]))
+    sink = FakeSink()
+    publisher = Publisher(
+        config, streams, sink, metrics, clock=lambda: NOW, rooms=Rooms(checkpoint=400)
+    )  # type: ignore[arg-type]
+    from publisher.errors import FatalError
+
+    with pytest.raises(FatalError, match="every stream is stopped"):
+        publisher.run()
+    (stream,) = publisher.streams
+    assert stream.stopped is not None
+    assert "its checkpoint would be" in stream.stopped
+    assert "the digests of the 100 rows its last windows published" in stream.stopped
+    assert "over the 400 topic dataconnect.checkpoints takes" in stream.stopped
+    committed = last_checkpoint(sink, "s1/Customers")
+    assert committed.state == "running"
+    assert committed.watermark == T0 + timedelta(hours=1)
+    assert thumbprints_in(sink, config, "dataconnect.s1.Customers") == Counter(
+        [quiet[0]["RowThumbprint"]]
+    )
+    assert "its state cannot be recorded" in caplog.text
 
 
 @pytest.mark.parametrize("status", [403, 404])

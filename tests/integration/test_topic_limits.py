@@ -1,0 +1,201 @@
+"""Topics an operator created with a smaller max.message.bytes than the publisher would: the
+publisher reads each topic's limit at start-up and keeps every record within it, so that no
+stream stalls on a record the broker refuses (each transaction carrying it would abort, and
+each replay carry it again)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
+from confluent_kafka.cimpl import NewTopic
+
+from publisher.admin import read_checkpoints
+from publisher.config import Config
+from publisher.simulator.settings import SimulatorSettings
+from tests.integration.harness import (
+    PublisherProcess,
+    dead_letters,
+    decoded_events,
+    load,
+    minutes_ago,
+    report,
+    start_simulator,
+    wait_for_watermarks,
+    write_config,
+)
+from tests.kafka_helpers import random_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+def create_topic(bootstrap: str, name: str, max_message_bytes: int, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(name, partitions, 1, config={"max.message.bytes": str(max_message_bytes)})]
+    )
+    for future in futures.values():
+        future.result(30)
+
+
+def canonical(row: object) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
+def config_for(
+    bootstrap: str, sim_url: str, tmp_path: Path, prefix: str, start_from: datetime
+) -> tuple[Path, Config]:
+    path = write_config(
+        tmp_path / "publisher.toml",
+        bootstrap=bootstrap,
+        simulator_url=sim_url,
+        prefix=random_name(prefix),
+        start_from=start_from,
+        entities=["Customers"],
+    )
+    return path, load(path)
+
+
+def split_truth(truth: list[dict[str, Any]], huge: int) -> tuple[Counter[str], list[bytes]]:
+    """The thumbprints of the rows that fit, and the canonical JSON of those that do not."""
+    fits: Counter[str] = Counter()
+    too_big = []
+    for row in truth:
+        if any(isinstance(v, str) and len(v) == huge for v in row.values()):
+            too_big.append(canonical(row))
+        else:
+            fits[row["RowThumbprint"]] += 1
+    assert too_big, "the simulator made no huge row"
+    return fits, sorted(too_big)
+
+
+def published_thumbprints(config: Config) -> Counter[str]:
+    return Counter(event["source"]["row_thumbprint"] for _e, event in decoded_events(config))
+
+
+def test_a_small_entity_topic_gets_small_batches_and_dead_letters_what_it_cannot_take(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # 64 KB: librdkafka's default batches (up to 1 MB) of ordinary rows would be refused
+    # whole, and a 100 KB row that does not compress could never be published there.
+    huge = 100_000
+    start_from = minutes_ago(60)
+    sim = start_simulator(
+        SimulatorSettings(
+            seed=31,
+            default_rows=3000,
+            history_start=start_from,
+            bad_row_rate=0.01,
+            bad_row_kinds=("huge_string",),
+            huge_string_chars=huge,
+        )
+    )
+    try:
+        path, config = config_for(kafka_bootstrap, sim.url, tmp_path, "smalltopic", start_from)
+        topic = config.topic_for("retailer", "Customers")
+        create_topic(kafka_bootstrap, topic, 64_000, partitions=3)
+        proc = PublisherProcess(path, tmp_path / "publisher.log").start()
+        try:
+            marks = wait_for_watermarks(config, sim.clock.freeze(), timeout=120)
+            assert proc.terminate() == 0, proc.log()[-3000:]
+        finally:
+            if proc.alive():
+                proc.kill9()
+        log = proc.log()
+        assert f"{topic}: rows whose record is over 62,976 bytes go to the dead-letter" in log
+        assert "producer batch.size 62976" in log
+        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
+        fits, too_big = split_truth(truth, huge)
+        letters = dead_letters(config)
+        assert {d["reason"] for d in letters} == {"too_large"}
+        assert all(f"max.message.bytes of topic {topic} (64,000)" in d["detail"] for d in letters)
+        assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == too_big
+        assert published_thumbprints(config) == fits
+        report("small entity topic", rows=len(truth), dead_letters=len(letters))
+    finally:
+        sim.server.stop()
+
+
+def test_a_dead_letter_its_topic_cannot_take_stops_the_stream_until_the_topic_is_raised(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The dead-letter topic created with Kafka's defaults (about 1 MB) cannot take the whole
+    # JSON of a 1.1 MB row. The stream stops with the reason instead of replaying forever;
+    # once the operator raises the topic's limit, a restart publishes every row exactly once.
+    huge = 1_100_000
+    start_from = minutes_ago(60)
+    sim = start_simulator(
+        SimulatorSettings(
+            seed=37,
+            default_rows=300,
+            history_start=start_from,
+            bad_row_rate=0.02,
+            bad_row_kinds=("huge_string",),
+            huge_string_chars=huge,
+        )
+    )
+    try:
+        path, config = config_for(kafka_bootstrap, sim.url, tmp_path, "smalldlq", start_from)
+        dlq = config.publisher.dead_letter_topic
+        create_topic(kafka_bootstrap, dlq, 1_048_588)
+        end = sim.clock.freeze()
+        first = PublisherProcess(path, tmp_path / "first.log").start()
+        try:
+            assert first.wait(90) == 1, first.log()[-3000:]
+        finally:
+            if first.alive():
+                first.kill9()
+        log = first.log()
+        assert f"dead-letter topic {dlq} takes records up to 1,048,588 bytes" in log
+        assert "the dead letter of a too_large row would be" in log
+        assert "every stream is stopped" in log
+        stopped = read_checkpoints(config)["retailer/Customers"]
+        assert stopped.state == "stopped"
+        assert f"over the 1,047,564 topic {dlq} takes" in (stopped.last_error or "")
+        assert stopped.watermark < end
+        assert dead_letters(config) == []
+        # Nothing from the window that held the row, nor after it.
+        reached = int(stopped.watermark.timestamp() * 1000)
+        assert all(e["source"]["window_stop"] <= reached for _e, e in decoded_events(config))
+
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        raise_limit = ConfigResource(
+            ResourceType.TOPIC,
+            dlq,
+            incremental_configs=[
+                ConfigEntry(
+                    "max.message.bytes",
+                    str(8 * 1024 * 1024),
+                    incremental_operation=AlterConfigOpType.SET,
+                )
+            ],
+        )
+        for future in admin.incremental_alter_configs([raise_limit]).values():
+            future.result(30)
+
+        second = PublisherProcess(path, tmp_path / "second.log").start()
+        try:
+            marks = wait_for_watermarks(config, end, timeout=90)
+            assert second.terminate() == 0, second.log()[-3000:]
+        finally:
+            if second.alive():
+                second.kill9()
+        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
+        fits, too_big = split_truth(truth, huge)
+        letters = dead_letters(config)
+        assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == too_big
+        assert published_thumbprints(config) == fits
+        report("dead-letter topic too small", rows=len(truth), dead_letters=len(letters))
+    finally:
+        sim.server.stop()
