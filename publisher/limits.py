@@ -94,22 +94,17 @@ def plan_limits(
     # The topics the publisher creates itself take LARGE_MESSAGE_BYTES; one created smaller
     # still works, until a record that does not fit stops its stream: said at start-up.
     recommended = min(LARGE_MESSAGE_BYTES, producer_max_bytes)
-    dead_letter = room(dead_letter_topic)
-    if known.get(dead_letter_topic, recommended) < recommended:
-        warnings.append(
-            f"dead-letter topic {dead_letter_topic} takes records up to "
-            f"{known[dead_letter_topic]:,} bytes (max.message.bytes): a dead letter over "
-            f"{dead_letter:,} bytes (a row too large for its own topic, say) stops its "
-            f"stream; give the topic max.message.bytes = {recommended}"
-        )
-    checkpoint = room(checkpoint_topic)
-    if known.get(checkpoint_topic, recommended) < recommended:
-        warnings.append(
-            f"checkpoint topic {checkpoint_topic} takes records up to "
-            f"{known[checkpoint_topic]:,} bytes (max.message.bytes): a checkpoint over "
-            f"{checkpoint:,} bytes (about 11 bytes per row of its last windows) stops its stream; "
-            f"give the topic max.message.bytes = {recommended}"
-        )
+    for topic, kind, example in (
+        (dead_letter_topic, "dead letter", "a row too large for its own topic, say"),
+        (checkpoint_topic, "checkpoint", "about 11 bytes per row of its last windows"),
+    ):
+        if known.get(topic, recommended) < recommended:
+            warnings.append(
+                f"{kind.replace(' ', '-')} topic {topic} takes records up to "
+                f"{known[topic]:,} bytes (max.message.bytes): a {kind} over "
+                f"{room(topic):,} bytes ({example}) stops its stream; give the topic "
+                f"max.message.bytes = {recommended}"
+            )
     smallest = min(
         (room(t) for t in [*entity_topics, dead_letter_topic, checkpoint_topic] if t in known),
         default=LIBRDKAFKA_BATCH_SIZE,
@@ -117,4 +112,11 @@ def plan_limits(
     batch_bytes = None
     if smallest < LIBRDKAFKA_BATCH_SIZE and not batch_size_set:
         batch_bytes = max(1, smallest)
-    return Limits(record_bytes, notes, dead_letter, checkpoint, batch_bytes, warnings)
+    return Limits(
+        record_bytes,
+        notes,
+        room(dead_letter_topic),
+        room(checkpoint_topic),
+        batch_bytes,
+        warnings,
+    )

@@ -109,6 +109,42 @@ def start_simulator(settings: SimulatorSettings) -> RunningSimulator:
     return RunningSimulator(simulator, server, clock)
 
 
+def huge_row_simulator(
+    *, seed: int, rows: int, start: datetime, chars: int, rate: float
+) -> RunningSimulator:
+    """A simulator whose bad rows (``rate`` of them) each carry a string of ``chars`` random
+    base64 characters: records that no compression shrinks below their size."""
+    return start_simulator(
+        SimulatorSettings(
+            seed=seed,
+            default_rows=rows,
+            history_start=start,
+            bad_row_rate=rate,
+            bad_row_kinds=("huge_string",),
+            huge_string_chars=chars,
+        )
+    )
+
+
+def canonical(row: Any) -> bytes:
+    """A row's JSON with sorted keys: equal rows, equal bytes."""
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
+def split_huge(truth: list[dict[str, Any]], chars: int) -> tuple[Counter[str], list[bytes]]:
+    """The thumbprints of the rows without a ``chars``-long string, and the sorted canonical
+    JSON of those with one (see :func:`huge_row_simulator`)."""
+    fits: Counter[str] = Counter()
+    huge = []
+    for row in truth:
+        if any(isinstance(v, str) and len(v) == chars for v in row.values()):
+            huge.append(canonical(row))
+        else:
+            fits[row["RowThumbprint"]] += 1
+    assert huge, "the simulator made no huge row"
+    return fits, sorted(huge)
+
+
 def write_config(
     path: Path,
     *,
@@ -371,6 +407,26 @@ def decoded_events(config: Config) -> list[tuple[str, dict[str, Any]]]:
         for m in read_to_end(conf, topics, timeout=120)
         if m.value() is not None
     ]
+
+
+def published_thumbprints(config: Config) -> Counter[str]:
+    """The row thumbprint of every event a read_committed consumer sees, counted."""
+    return Counter(event["source"]["row_thumbprint"] for _e, event in decoded_events(config))
+
+
+def assert_huge_rows_dead_lettered(
+    sim: RunningSimulator, config: Config, start: datetime, stop: datetime, chars: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """Every Customers row version in [start, stop) reached Kafka once: those with a
+    ``chars``-long string as a ``too_large`` dead letter holding their JSON whole, the others
+    as events. Returns the number of rows and the dead letters."""
+    truth = sim.truth("Customers", start, stop)
+    fits, huge = split_huge(truth, chars)
+    letters = dead_letters(config)
+    assert {d["reason"] for d in letters} == {"too_large"}
+    assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == huge
+    assert published_thumbprints(config) == fits
+    return len(truth), letters
 
 
 def assert_per_key_order(events: list[Published]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -168,27 +169,46 @@ def test_a_restart_finds_its_checkpoint_behind_another_shards_open_transaction(
     ]
 
 
-def test_a_record_the_broker_refuses_fails_the_commit_with_the_publishers_settings(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    # The publisher asks librdkafka for no report of a delivered record: a record that fails
-    # must still fail commit_transaction (the transaction is aborted and the caller replays
-    # from its checkpoint), or it would be lost without a word.
-    prefix = random_name("refused")
+def refusing_topic(bootstrap: str, tmp_path: Path, prefix: str) -> tuple[dict[str, Any], str]:
+    """The publisher's own producer settings, and a topic that refuses batches over 2000
+    bytes."""
     config = load(
         write_config(
             tmp_path / "p.toml",
-            bootstrap=kafka_bootstrap,
+            bootstrap=bootstrap,
             simulator_url="http://127.0.0.1:9",  # never called
             prefix=prefix,
             start_from=datetime(2026, 1, 1, tzinfo=UTC),
             entities=["Customers"],
         )
     )
-    conf = producer_conf(config, f"{prefix}-txn")
-    assert conf["delivery.report.only.error"] is True
     topic = f"{prefix}.small"
-    create_topic(kafka_bootstrap, topic, partitions=1, **{"max.message.bytes": "2000"})
+    create_topic(bootstrap, topic, partitions=1, **{"max.message.bytes": "2000"})
+    return producer_conf(config, f"{prefix}-txn"), topic
+
+
+def replay_the_record_that_fits(sink: TransactionalSink, topic: str) -> None:
+    """What the publisher's loop does after an abort: replay from its checkpoint (here, the
+    record that fits). The producer may need one more abort to bump its epoch after a refused
+    batch ("skipped sequence numbers"), so replay until a commit goes through."""
+    for attempt in range(1, 6):
+        sink.begin()
+        sink.produce(topic, b"fits", b"a small record")
+        try:
+            sink.commit()
+            return
+        except TransactionAborted:
+            assert attempt < 5
+
+
+def test_a_record_the_broker_refuses_fails_the_commit_with_the_publishers_settings(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The publisher asks librdkafka for no report of a delivered record: a record that fails
+    # must still fail commit_transaction (the transaction is aborted and the caller replays
+    # from its checkpoint), or it would be lost without a word.
+    conf, topic = refusing_topic(kafka_bootstrap, tmp_path, random_name("refused"))
+    assert conf["delivery.report.only.error"] is True
     sink = TransactionalSink(conf, unavailable_deadline=30)
     try:
         sink.init()
@@ -198,17 +218,7 @@ def test_a_record_the_broker_refuses_fails_the_commit_with_the_publishers_settin
         sink.produce(topic, b"refused", os.urandom(10_000))
         with pytest.raises(TransactionAborted, match="Message size too large"):
             sink.commit()
-        # The caller replays from its checkpoint, as the publisher's loop does; here, the
-        # record that fits. The producer may need one more abort to bump its epoch after a
-        # refused batch ("skipped sequence numbers"), so replay until a commit goes through.
-        for attempt in range(1, 6):
-            sink.begin()
-            sink.produce(topic, b"fits", b"a small record")
-            try:
-                sink.commit()
-                break
-            except TransactionAborted:
-                assert attempt < 5
+        replay_the_record_that_fits(sink, topic)
     finally:
         sink.close()
     seen = [(r.key, r.value) for r in consume_all(kafka_bootstrap, [topic])]
@@ -221,20 +231,8 @@ def test_a_record_refused_while_producing_aborts_the_transaction_not_the_process
     # Once a batch is refused, librdkafka takes no more records in that transaction:
     # produce() says "Erroneous state". That is the transaction's failure (abort and replay),
     # not the producer's: the process must not stop on it.
-    prefix = random_name("refusedmid")
-    config = load(
-        write_config(
-            tmp_path / "p.toml",
-            bootstrap=kafka_bootstrap,
-            simulator_url="http://127.0.0.1:9",  # never called
-            prefix=prefix,
-            start_from=datetime(2026, 1, 1, tzinfo=UTC),
-            entities=["Customers"],
-        )
-    )
-    topic = f"{prefix}.small"
-    create_topic(kafka_bootstrap, topic, partitions=1, **{"max.message.bytes": "2000"})
-    sink = TransactionalSink(producer_conf(config, f"{prefix}-txn"), unavailable_deadline=30)
+    conf, topic = refusing_topic(kafka_bootstrap, tmp_path, random_name("refusedmid"))
+    sink = TransactionalSink(conf, unavailable_deadline=30)
     try:
         sink.init()
         sink.begin()
@@ -244,14 +242,7 @@ def test_a_record_refused_while_producing_aborts_the_transaction_not_the_process
             while time.monotonic() < deadline:  # until the broker's refusal is known
                 sink.produce(topic, b"meanwhile", b"a small record")
                 time.sleep(0.01)
-        for attempt in range(1, 6):  # the replay, as in the test above
-            sink.begin()
-            sink.produce(topic, b"fits", b"a small record")
-            try:
-                sink.commit()
-                break
-            except TransactionAborted:
-                assert attempt < 5
+        replay_the_record_that_fits(sink, topic)
     finally:
         sink.close()
     seen = [(r.key, r.value) for r in consume_all(kafka_bootstrap, [topic])]

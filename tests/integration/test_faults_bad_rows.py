@@ -20,8 +20,11 @@ from publisher.simulator.settings import BAD_ROW_KINDS, SimulatorSettings
 from tests.integration.harness import (
     PublisherProcess,
     RunningSimulator,
+    assert_huge_rows_dead_lettered,
+    canonical,
     dead_letters,
     decoded_events,
+    huge_row_simulator,
     load,
     minutes_ago,
     report,
@@ -90,10 +93,6 @@ def publish_all(
         if proc.alive():
             proc.kill9()
     return config, marks
-
-
-def canonical(row: Any) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
 
 
 def test_bad_rows_are_dead_lettered_or_kept_and_none_is_lost(
@@ -222,16 +221,7 @@ def test_a_row_too_large_for_its_topic_is_dead_lettered_not_replayed_forever(
     # move again.
     huge = 1_100_000
     start_from = minutes_ago(60)
-    sim = start_simulator(
-        SimulatorSettings(
-            seed=23,
-            default_rows=200,
-            history_start=start_from,
-            bad_row_rate=0.03,
-            bad_row_kinds=("huge_string",),
-            huge_string_chars=huge,
-        )
-    )
+    sim = huge_row_simulator(seed=23, rows=200, start=start_from, chars=huge, rate=0.03)
     try:
         config, marks = publish_all(
             sim,
@@ -242,18 +232,9 @@ def test_a_row_too_large_for_its_topic_is_dead_lettered_not_replayed_forever(
             entities=["Customers"],
             timeout=90,
         )
-        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
-        too_big = [
-            r for r in truth if any(isinstance(v, str) and len(v) == huge for v in r.values())
-        ]
-        assert too_big, "the simulator made no huge row"
-        letters = dead_letters(config)
-        assert {d["reason"] for d in letters} == {"too_large"}
-        # Each one once, with its row's JSON whole.
-        assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == sorted(
-            canonical(r) for r in too_big
+        rows, letters = assert_huge_rows_dead_lettered(
+            sim, config, start_from, marks["retailer/Customers"], huge
         )
-        assert len(decoded_events(config)) == len(truth) - len(too_big)
-        report("row too large", rows=len(truth), dead_letters=len(letters))
+        report("row too large", rows=rows, dead_letters=len(letters))
     finally:
         sim.server.stop()

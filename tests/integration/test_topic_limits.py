@@ -5,12 +5,9 @@ each replay carry it again)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
@@ -23,15 +20,15 @@ from confluent_kafka.cimpl import NewTopic
 
 from publisher.admin import read_checkpoints
 from publisher.config import Config
-from publisher.simulator.settings import SimulatorSettings
 from tests.integration.harness import (
     PublisherProcess,
+    assert_huge_rows_dead_lettered,
     dead_letters,
     decoded_events,
+    huge_row_simulator,
     load,
     minutes_ago,
     report,
-    start_simulator,
     wait_for_watermarks,
     write_config,
 )
@@ -49,10 +46,6 @@ def create_topic(bootstrap: str, name: str, max_message_bytes: int, partitions: 
         future.result(30)
 
 
-def canonical(row: object) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-
-
 def config_for(
     bootstrap: str, sim_url: str, tmp_path: Path, prefix: str, start_from: datetime
 ) -> tuple[Path, Config]:
@@ -67,23 +60,6 @@ def config_for(
     return path, load(path)
 
 
-def split_truth(truth: list[dict[str, Any]], huge: int) -> tuple[Counter[str], list[bytes]]:
-    """The thumbprints of the rows that fit, and the canonical JSON of those that do not."""
-    fits: Counter[str] = Counter()
-    too_big = []
-    for row in truth:
-        if any(isinstance(v, str) and len(v) == huge for v in row.values()):
-            too_big.append(canonical(row))
-        else:
-            fits[row["RowThumbprint"]] += 1
-    assert too_big, "the simulator made no huge row"
-    return fits, sorted(too_big)
-
-
-def published_thumbprints(config: Config) -> Counter[str]:
-    return Counter(event["source"]["row_thumbprint"] for _e, event in decoded_events(config))
-
-
 def test_a_small_entity_topic_gets_small_batches_and_dead_letters_what_it_cannot_take(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -91,16 +67,7 @@ def test_a_small_entity_topic_gets_small_batches_and_dead_letters_what_it_cannot
     # whole, and a 100 KB row that does not compress could never be published there.
     huge = 100_000
     start_from = minutes_ago(60)
-    sim = start_simulator(
-        SimulatorSettings(
-            seed=31,
-            default_rows=3000,
-            history_start=start_from,
-            bad_row_rate=0.01,
-            bad_row_kinds=("huge_string",),
-            huge_string_chars=huge,
-        )
-    )
+    sim = huge_row_simulator(seed=31, rows=3000, start=start_from, chars=huge, rate=0.01)
     try:
         path, config = config_for(kafka_bootstrap, sim.url, tmp_path, "smalltopic", start_from)
         topic = config.topic_for("retailer", "Customers")
@@ -115,14 +82,11 @@ def test_a_small_entity_topic_gets_small_batches_and_dead_letters_what_it_cannot
         log = proc.log()
         assert f"{topic}: rows whose record is over 62,976 bytes go to the dead-letter" in log
         assert "producer batch.size 62976" in log
-        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
-        fits, too_big = split_truth(truth, huge)
-        letters = dead_letters(config)
-        assert {d["reason"] for d in letters} == {"too_large"}
+        rows, letters = assert_huge_rows_dead_lettered(
+            sim, config, start_from, marks["retailer/Customers"], huge
+        )
         assert all(f"max.message.bytes of topic {topic} (64,000)" in d["detail"] for d in letters)
-        assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == too_big
-        assert published_thumbprints(config) == fits
-        report("small entity topic", rows=len(truth), dead_letters=len(letters))
+        report("small entity topic", rows=rows, dead_letters=len(letters))
     finally:
         sim.server.stop()
 
@@ -135,16 +99,7 @@ def test_a_dead_letter_its_topic_cannot_take_stops_the_stream_until_the_topic_is
     # once the operator raises the topic's limit, a restart publishes every row exactly once.
     huge = 1_100_000
     start_from = minutes_ago(60)
-    sim = start_simulator(
-        SimulatorSettings(
-            seed=37,
-            default_rows=300,
-            history_start=start_from,
-            bad_row_rate=0.02,
-            bad_row_kinds=("huge_string",),
-            huge_string_chars=huge,
-        )
-    )
+    sim = huge_row_simulator(seed=37, rows=300, start=start_from, chars=huge, rate=0.02)
     try:
         path, config = config_for(kafka_bootstrap, sim.url, tmp_path, "smalldlq", start_from)
         dlq = config.publisher.dead_letter_topic
@@ -191,11 +146,9 @@ def test_a_dead_letter_its_topic_cannot_take_stops_the_stream_until_the_topic_is
         finally:
             if second.alive():
                 second.kill9()
-        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
-        fits, too_big = split_truth(truth, huge)
-        letters = dead_letters(config)
-        assert sorted(canonical(orjson.loads(d["row"])) for d in letters) == too_big
-        assert published_thumbprints(config) == fits
-        report("dead-letter topic too small", rows=len(truth), dead_letters=len(letters))
+        rows, letters = assert_huge_rows_dead_lettered(
+            sim, config, start_from, marks["retailer/Customers"], huge
+        )
+        report("dead-letter topic too small", rows=rows, dead_letters=len(letters))
     finally:
         sim.server.stop()
