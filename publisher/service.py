@@ -69,6 +69,12 @@ class WindowStillTooLarge(EntityStopped):
     code = "window_too_large"
 
 
+#: How a topic's room for one record is reckoned (publisher.limits), for messages.
+_ROOM_RULE = (
+    "the lower of its max.message.bytes and the producer's message.max.bytes, less batch framing"
+)
+
+
 class RecordDoesNotFit(EntityStopped):
     """A dead letter or a checkpoint larger than its topic takes. Neither can be shrunk
     without losing what it carries, so its stream stops until an operator raises the topic's
@@ -572,8 +578,8 @@ class Publisher:
             if size > self.rooms.dead_letter:
                 raise RecordDoesNotFit(
                     f"{s.id}: the dead letter of a {why.reason} row would be {size:,} bytes, "
-                    f"over the {self.rooms.dead_letter:,} topic {dead_letters} takes (its "
-                    f"max.message.bytes less batch framing); raise that, then restart"
+                    f"over the {self.rooms.dead_letter:,} topic {dead_letters} takes "
+                    f"({_ROOM_RULE}); raise its max.message.bytes, then restart"
                 )
             seen[digest] = stop_ms
             produce(dead_letters, key, value, extra)
@@ -598,7 +604,7 @@ class Publisher:
                 f"{s.id}: its checkpoint would be {len(key) + len(value):,} bytes (the digests "
                 f"of the {len(work.seen.entries):,} rows its last windows published), over the "
                 f"{self.rooms.checkpoint:,} topic {self.config.publisher.checkpoint_topic} takes "
-                f"(its max.message.bytes less batch framing); raise that, then restart"
+                f"({_ROOM_RULE}); raise its max.message.bytes, then restart"
             )
         produce(self.config.publisher.checkpoint_topic, key, value)
         return result
