@@ -37,16 +37,18 @@ LIBRDKAFKA_BATCH_SIZE = 1_000_000
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The most each kind of record may take, and the producer's batch size when a topic
-    needs it smaller than librdkafka's default."""
+    needs it smaller than librdkafka's default. The defaults are those of the topics the
+    publisher creates."""
 
     #: Per entity topic: the largest event (key, value and headers) it publishes.
-    record_bytes: Mapping[str, int]
+    record_bytes: Mapping[str, int] = field(default_factory=dict)
     #: Per entity topic, when lower than ``publisher.max_record_bytes``: why.
-    record_notes: Mapping[str, str]
-    dead_letter_bytes: int
-    checkpoint_bytes: int
+    record_notes: Mapping[str, str] = field(default_factory=dict)
+    #: The largest dead letter and checkpoint (key, value and headers).
+    dead_letter_bytes: int = LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES
+    checkpoint_bytes: int = LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES
     #: ``batch.size`` for the producer; None keeps librdkafka's (or the operator's) own.
-    batch_bytes: int | None
+    batch_bytes: int | None = None
     #: What start-up logs as warnings: settings that will dead-letter or stop more than
     #: the operator may expect.
     warnings: list[str] = field(default_factory=list)

@@ -65,7 +65,6 @@ from publisher.progress import ProgressReporter, ProgressTracker
 from publisher.registry import register_value_schemas
 from publisher.service import (
     Publisher,
-    Rooms,
     Stream,
     base_headers,
     describe,
@@ -549,7 +548,7 @@ class Runner:
             clock=self.clock,
             on_commit=self._progress(streams).on_commit,
             decoder=decoder,
-            rooms=Rooms(limits.dead_letter_bytes, limits.checkpoint_bytes),
+            limits=limits,
         )
         self.publisher = publisher
         if self._stop_requested.is_set():

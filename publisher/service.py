@@ -47,7 +47,7 @@ from publisher.errors import (
     WindowTooLarge,
 )
 from publisher.kafka import TransactionAborted, TransactionalSink
-from publisher.limits import BATCH_FRAMING_BYTES, LARGE_MESSAGE_BYTES
+from publisher.limits import Limits
 from publisher.metrics import PublisherMetrics
 from publisher.prepare import Prepared, StreamShape, encode_late, header_bytes, prepare
 from publisher.threadnames import name_this_thread
@@ -81,15 +81,6 @@ class RecordDoesNotFit(EntityStopped):
     max.message.bytes (the broker would refuse it, and every replay would carry it again)."""
 
     code = "record_too_large"
-
-
-@dataclass(frozen=True, slots=True)
-class Rooms:
-    """The largest dead letter and checkpoint (key, value and headers) their topics take:
-    see :mod:`publisher.limits`. The defaults are those of the topics the publisher creates."""
-
-    dead_letter: int = LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES
-    checkpoint: int = LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES
 
 
 @dataclass(slots=True)
@@ -188,13 +179,13 @@ class Publisher:
         monotonic: Callable[[], float] = time.monotonic,
         on_commit: Callable[[Sequence[Stream]], None] | None = None,
         decoder: DecodePool | None = None,
-        rooms: Rooms | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """``decoder``: worker processes that parse, map and encode windows; without one the
-        fetch threads do it. ``rooms``: the largest dead letter and checkpoint their topics
-        take."""
+        fetch threads do it. ``limits``: the largest dead letter and checkpoint their topics
+        take (:mod:`publisher.limits`)."""
         self.config = config
-        self.rooms = Rooms() if rooms is None else rooms
+        self.limits = Limits() if limits is None else limits
         self.decoder = decoder
         self.streams = list(streams)
         self.sink = sink
@@ -457,7 +448,7 @@ class Publisher:
                 work = s.committed.copy()
                 work.updated_at = self.clock()
                 key, value = s.id.encode(), work.encode()
-                if len(key) + len(value) > self.rooms.checkpoint:
+                if len(key) + len(value) > self.limits.checkpoint_bytes:
                     # Its stream stopped on this very checkpoint: the state stays in the
                     # metrics and health checks, and the last committed checkpoint stands.
                     log.error(
@@ -575,10 +566,10 @@ class Publisher:
                 ("dc-reason", why.reason.encode()),
             ]
             size = len(key) + len(value) + header_bytes(extra)
-            if size > self.rooms.dead_letter:
+            if size > self.limits.dead_letter_bytes:
                 raise RecordDoesNotFit(
                     f"{s.id}: the dead letter of a {why.reason} row would be {size:,} bytes, "
-                    f"over the {self.rooms.dead_letter:,} topic {dead_letters} takes "
+                    f"over the {self.limits.dead_letter_bytes:,} topic {dead_letters} takes "
                     f"({_ROOM_RULE}); raise its max.message.bytes, then restart"
                 )
             seen[digest] = stop_ms
@@ -598,15 +589,16 @@ class Publisher:
         work.state = "running"
         work.updated_at = self.clock()
         work.publisher_version = __version__
+        checkpoints, room = self.config.publisher.checkpoint_topic, self.limits.checkpoint_bytes
         key, value = s.id.encode(), work.encode()
-        if len(key) + len(value) > self.rooms.checkpoint:
+        if len(key) + len(value) > room:
             raise RecordDoesNotFit(
                 f"{s.id}: its checkpoint would be {len(key) + len(value):,} bytes (the digests "
                 f"of the {len(work.seen.entries):,} rows its last windows published), over the "
-                f"{self.rooms.checkpoint:,} topic {self.config.publisher.checkpoint_topic} takes "
-                f"({_ROOM_RULE}); raise its max.message.bytes, then restart"
+                f"{room:,} topic {checkpoints} takes ({_ROOM_RULE}); raise its "
+                f"max.message.bytes, then restart"
             )
-        produce(self.config.publisher.checkpoint_topic, key, value)
+        produce(checkpoints, key, value)
         return result
 
 

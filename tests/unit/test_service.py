@@ -17,9 +17,10 @@ from prometheus_client import CollectorRegistry
 from publisher.checkpoint import Checkpoint
 from publisher.config import parse_config
 from publisher.kafka import TransactionAborted
+from publisher.limits import Limits
 from publisher.metrics import PublisherMetrics
 from publisher.runner import build_streams
-from publisher.service import Publisher, Rooms
+from publisher.service import Publisher
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 NOW = T0 + timedelta(hours=6)
@@ -176,7 +177,7 @@ def run_streams(
     metrics: Any,
     decoder: Any = None,
     *,
-    rooms: Rooms | None = None,
+    limits: Limits | None = None,
 ) -> Publisher:
     """Run the loop on a thread until every running stream's watermark reaches NOW."""
     publisher = Publisher(
@@ -186,7 +187,7 @@ def run_streams(
         metrics,
         clock=lambda: NOW,
         decoder=decoder,
-        rooms=rooms,
+        limits=limits,
     )
 
     def stop_when_caught_up(_streams: Any) -> None:
@@ -381,7 +382,7 @@ def test_a_dead_letter_larger_than_its_topic_takes_stops_only_its_stream() -> No
     )
     streams, metrics = new_streams(config, by_host)
     sink = FakeSink()
-    publisher = run_streams(config, streams, sink, metrics, rooms=Rooms(dead_letter=3000))
+    publisher = run_streams(config, streams, sink, metrics, limits=Limits(dead_letter_bytes=3000))
     one, two = publisher.streams
     assert one.stopped is not None
     assert "the dead letter of a unknown_row_event row would be" in one.stopped
@@ -416,8 +417,13 @@ def test_a_checkpoint_larger_than_its_topic_takes_stops_its_stream(
     streams, metrics = new_streams(config, FakeDataConnect([*quiet, *busy]))
     sink = FakeSink()
     publisher = Publisher(
-        config, streams, sink, metrics, clock=lambda: NOW, rooms=Rooms(checkpoint=400)
-    )  # type: ignore[arg-type]
+        config,
+        streams,
+        sink,  # type: ignore[arg-type]
+        metrics,
+        clock=lambda: NOW,
+        limits=Limits(checkpoint_bytes=400),
+    )
     from publisher.errors import FatalError
 
     with pytest.raises(FatalError, match="every stream is stopped"):
