@@ -319,8 +319,21 @@ class TransactionalSink:
             self._replace_producer(exc)
         self._open = False
 
+    def use_batch_size(self, size: int | None) -> None:
+        """Go on with a producer whose ``batch.size`` is ``size`` (None: librdkafka's default),
+        when a topic's limit changed: a producer's batch size is fixed when it is created.
+        Only between transactions; ``init_transactions`` moves our id to the new producer."""
+        if self._open:
+            raise RuntimeError("use_batch_size with a transaction open")
+        conf = {k: v for k, v in self._conf.items() if k != "batch.size"}
+        self._conf = conf if size is None else {**conf, "batch.size": size}
+        self._new_producer()
+
     def _replace_producer(self, why: KafkaFatal) -> None:
         log.warning("the transaction could not be aborted (%s); starting a new producer", why)
+        self._new_producer()
+
+    def _new_producer(self) -> None:
         # close() would abort and flush without a timeout: drop the old producer instead.
         self._producer.purge()
         self._producer = self._factory(self._conf)

@@ -11,6 +11,10 @@ each topic's limit at start-up and keeps every record within it:
   limit to a whole batch, so a topic created with a small ``max.message.bytes`` refuses
   batches of small records that librdkafka's default ``batch.size`` would build.
 
+An operator may also change a topic's limit while the publisher runs. A record the broker
+refuses aborts its transaction, so after an abort the publisher reads the limits again (see
+:meth:`publisher.service.Publisher`) and, when they changed, keeps the replay within them.
+
 Sizes are counted before compression (key, value, header names and values), as Kafka's
 Java producer counts ``max.request.size``: a record within its limit uncompressed fits
 whatever the compression does.
@@ -122,3 +126,28 @@ def plan_limits(
         batch_bytes,
         warnings,
     )
+
+
+def changes(old: Limits, new: Limits) -> list[str]:
+    """What ``new`` keeps differently from ``old`` (plans for the same topics), one phrase
+    each: the log line of limits read again while the publisher runs."""
+    said: list[str] = []
+    for topic, after in sorted(new.record_bytes.items()):
+        before = old.record_bytes.get(topic, after)
+        if before != after:
+            said.append(f"events of {topic} up to {after:,} bytes (were up to {before:,})")
+    for kind, before, after in (
+        ("dead letters", old.dead_letter_bytes, new.dead_letter_bytes),
+        ("checkpoints", old.checkpoint_bytes, new.checkpoint_bytes),
+    ):
+        if before != after:
+            said.append(f"{kind} up to {after:,} bytes (were up to {before:,})")
+    if old.batch_bytes != new.batch_bytes:
+        said.append(
+            f"producer batch.size {_batch(new.batch_bytes)} (was {_batch(old.batch_bytes)})"
+        )
+    return said
+
+
+def _batch(n: int | None) -> str:
+    return "librdkafka's default" if n is None else f"{n:,}"

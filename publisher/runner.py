@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -66,6 +66,7 @@ from publisher.registry import register_value_schemas
 from publisher.service import (
     Publisher,
     Stream,
+    apply_limits,
     base_headers,
     describe,
     key_affixes,
@@ -193,23 +194,9 @@ def topic_specs(config: Config) -> list[TopicSpec]:
 
 def read_limits(config: Config, streams: Sequence[Stream]) -> Limits:
     """The record limits of this shard's topics (:mod:`publisher.limits`), read from the
-    cluster; what will be dead-lettered or stop a stream sooner than expected is logged."""
-    entity_topics = sorted({s.topic for s in streams})
-    dead_letters = config.publisher.dead_letter_topic
-    checkpoints = config.publisher.checkpoint_topic
-    producer = config.kafka.producer
-    limits = plan_limits(
-        entity_topics=entity_topics,
-        dead_letter_topic=dead_letters,
-        checkpoint_topic=checkpoints,
-        topic_limits=topic_message_limits(
-            {"bootstrap.servers": config.kafka.bootstrap_servers},
-            [*entity_topics, dead_letters, checkpoints],
-        ),
-        max_record_bytes=config.publisher.max_record_bytes,
-        producer_max_bytes=int(producer.get("message.max.bytes", LARGE_MESSAGE_BYTES)),
-        batch_size_set="batch.size" in producer,
-    )
+    cluster at start-up; what will be dead-lettered or stop a stream sooner than expected is
+    logged."""
+    limits = _plan_limits(config, streams, _topic_limits(config, streams, deadline=30.0))
     for warning in limits.warnings:
         log.warning("%s", warning)
     if limits.batch_bytes is not None:
@@ -217,14 +204,37 @@ def read_limits(config: Config, streams: Sequence[Stream]) -> Limits:
     return limits
 
 
-def apply_limits(streams: Iterable[Stream], limits: Limits) -> None:
-    """Give each stream's shape its topic's record limit."""
-    for s in streams:
-        limit = limits.record_bytes.get(s.topic, s.shape.max_record_bytes)
-        if limit == s.shape.max_record_bytes or s.shape.recipe is None:
-            continue
-        note = limits.record_notes.get(s.topic)
-        s.shape = replace(s.shape.recipe, max_record_bytes=limit, record_limit_note=note).build()
+def reread_limits(config: Config, streams: Sequence[Stream]) -> Limits | None:
+    """The limits read again while publishing (after an aborted transaction); None when the
+    cluster will not say (then the limits in force stay). Briefly: the loop waits for it."""
+    topic_limits = _topic_limits(config, streams, deadline=10.0)
+    return None if topic_limits is None else _plan_limits(config, streams, topic_limits)
+
+
+def _topic_limits(
+    config: Config, streams: Sequence[Stream], *, deadline: float
+) -> dict[str, int] | None:
+    p = config.publisher
+    return topic_message_limits(
+        {"bootstrap.servers": config.kafka.bootstrap_servers},
+        [*sorted({s.topic for s in streams}), p.dead_letter_topic, p.checkpoint_topic],
+        deadline=deadline,
+    )
+
+
+def _plan_limits(
+    config: Config, streams: Sequence[Stream], topic_limits: dict[str, int] | None
+) -> Limits:
+    producer = config.kafka.producer
+    return plan_limits(
+        entity_topics=sorted({s.topic for s in streams}),
+        dead_letter_topic=config.publisher.dead_letter_topic,
+        checkpoint_topic=config.publisher.checkpoint_topic,
+        topic_limits=topic_limits,
+        max_record_bytes=config.publisher.max_record_bytes,
+        producer_max_bytes=int(producer.get("message.max.bytes", LARGE_MESSAGE_BYTES)),
+        batch_size_set="batch.size" in producer,
+    )
 
 
 def http_settings(source: SourceConfig) -> SourceHTTPSettings:
@@ -549,6 +559,7 @@ class Runner:
             on_commit=self._progress(streams).on_commit,
             decoder=decoder,
             limits=limits,
+            reread_limits=lambda: reread_limits(config, streams),
         )
         self.publisher = publisher
         if self._stop_requested.is_set():

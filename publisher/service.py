@@ -14,7 +14,10 @@ A window's events and the stream's new checkpoint go into one Kafka transaction.
 ``commit`` returns does the in-memory committed state move to the window's end (its watermark).
 If the transaction aborts, every stream in it goes back to its committed checkpoint and any
 window fetched ahead of it is dropped and fetched again: read_committed consumers never see the
-aborted records, and the replay publishes them once.
+aborted records, and the replay publishes them once. A record the broker refused as too large
+(an operator lowered a topic's max.message.bytes while the publisher ran) would abort every
+replay the same way, so after an abort the topics' limits are read again, and the replay is
+kept within them (:mod:`publisher.limits`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -47,7 +50,7 @@ from publisher.errors import (
     WindowTooLarge,
 )
 from publisher.kafka import TransactionAborted, TransactionalSink
-from publisher.limits import Limits
+from publisher.limits import Limits, changes
 from publisher.metrics import PublisherMetrics
 from publisher.prepare import Prepared, StreamShape, encode_late, header_bytes, prepare
 from publisher.threadnames import name_this_thread
@@ -68,6 +71,10 @@ class WindowStillTooLarge(EntityStopped):
 
     code = "window_too_large"
 
+
+#: After an aborted transaction the topics' limits are read again, at most this often: a
+#: record the broker refused as too large aborts every replay until they are.
+LIMITS_REREAD_SECONDS = 30.0
 
 #: How a topic's room for one record is reckoned (publisher.limits), for messages.
 _ROOM_RULE = (
@@ -180,12 +187,16 @@ class Publisher:
         on_commit: Callable[[Sequence[Stream]], None] | None = None,
         decoder: DecodePool | None = None,
         limits: Limits | None = None,
+        reread_limits: Callable[[], Limits | None] | None = None,
     ) -> None:
         """``decoder``: worker processes that parse, map and encode windows; without one the
-        fetch threads do it. ``limits``: the largest dead letter and checkpoint their topics
-        take (:mod:`publisher.limits`)."""
+        fetch threads do it. ``limits``: what each topic takes (:mod:`publisher.limits`), as
+        the streams' shapes already have it; ``reread_limits`` reads them again from the
+        cluster (None when it will not say), after an aborted transaction."""
         self.config = config
         self.limits = Limits() if limits is None else limits
+        self.reread_limits = reread_limits
+        self._limits_read_at: float | None = None  # monotonic time of the last re-read
         self.decoder = decoder
         self.streams = list(streams)
         self.sink = sink
@@ -466,6 +477,7 @@ class Publisher:
             log.warning("transaction aborted, replaying from the last checkpoint: %s", exc)
             for s, _ in batch:
                 s.reset_to_committed()
+            self._reread_limits()
             return
         except FatalError:
             self.metrics.transaction("failed", self.monotonic() - began)
@@ -504,6 +516,36 @@ class Publisher:
             )
         if self.on_commit is not None:
             self.on_commit([p[0] for p in pending])
+
+    def _reread_limits(self) -> None:
+        """Read the topics' limits again (after an abort), and keep the replay within them.
+
+        The broker's refusal of a record too large reaches the loop only as an aborted
+        transaction, its cause not always said (a batch refused mid-transaction makes later
+        records fail with librdkafka's "Erroneous state"). So any abort may be one: the limits
+        are read again, at most every LIMITS_REREAD_SECONDS. The windows of the aborted
+        transaction were dropped, so their replay is prepared with the new limits.
+        """
+        now = self.monotonic()
+        if self.reread_limits is None or (
+            self._limits_read_at is not None and now - self._limits_read_at < LIMITS_REREAD_SECONDS
+        ):
+            return
+        self._limits_read_at = now
+        new = self.reread_limits()
+        if new is None:  # the cluster would not say (logged): keep what is known
+            return
+        changed = changes(self.limits, new)
+        if not changed:
+            return
+        log.warning("topic limits changed: %s", "; ".join(changed))
+        for warning in new.warnings:
+            if warning not in self.limits.warnings:
+                log.warning("%s", warning)
+        apply_limits(self.streams, new)
+        if new.batch_bytes != self.limits.batch_bytes:
+            self.sink.use_batch_size(new.batch_bytes)
+        self.limits = new
 
     def _publish_window(self, s: Stream, fetched: Fetched, work: Checkpoint) -> WindowResult:
         """Produce one window's events, dead letters and checkpoint into the open transaction."""
@@ -600,6 +642,20 @@ class Publisher:
             )
         produce(checkpoints, key, value)
         return result
+
+
+def apply_limits(streams: Iterable[Stream], limits: Limits) -> None:
+    """Give each stream's shape (and the recipe decode processes build it from) its topic's
+    record limit."""
+    for s in streams:
+        limit = limits.record_bytes.get(s.topic, s.shape.max_record_bytes)
+        note = limits.record_notes.get(s.topic)
+        if s.shape.recipe is None or (limit, note) == (
+            s.shape.max_record_bytes,
+            s.shape.record_limit_note,
+        ):
+            continue
+        s.shape = replace(s.shape.recipe, max_record_bytes=limit, record_limit_note=note).build()
 
 
 def key_affixes(template: str, source: str, entity: str) -> tuple[str, str]:

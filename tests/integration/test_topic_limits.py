@@ -1,13 +1,17 @@
-"""Topics an operator created with a smaller max.message.bytes than the publisher would: the
-publisher reads each topic's limit at start-up and keeps every record within it, so that no
-stream stalls on a record the broker refuses (each transaction carrying it would abort, and
-each replay carry it again)."""
+"""Topics an operator created with a smaller max.message.bytes than the publisher would, or
+lowered while it runs: the publisher reads each topic's limit at start-up, and again after an
+aborted transaction, and keeps every record within it, so that no stream stalls on a record
+the broker refuses (each transaction carrying it would abort, and each replay carry it
+again)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
@@ -20,6 +24,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from publisher.admin import read_checkpoints
 from publisher.config import Config
+from publisher.simulator.settings import SimulatorSettings
 from tests.integration.harness import (
     PublisherProcess,
     assert_huge_rows_dead_lettered,
@@ -28,7 +33,9 @@ from tests.integration.harness import (
     huge_row_simulator,
     load,
     minutes_ago,
+    published_thumbprints,
     report,
+    start_simulator,
     wait_for_watermarks,
     write_config,
 )
@@ -43,6 +50,22 @@ def create_topic(bootstrap: str, name: str, max_message_bytes: int, partitions: 
         [NewTopic(name, partitions, 1, config={"max.message.bytes": str(max_message_bytes)})]
     )
     for future in futures.values():
+        future.result(30)
+
+
+def set_max_message_bytes(bootstrap: str, topic: str, value: int) -> None:
+    """What an operator does with kafka-configs.sh --alter: the change applies at once."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(
+                "max.message.bytes", str(value), incremental_operation=AlterConfigOpType.SET
+            )
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
         future.result(30)
 
 
@@ -124,20 +147,7 @@ def test_a_dead_letter_its_topic_cannot_take_stops_the_stream_until_the_topic_is
         reached = int(stopped.watermark.timestamp() * 1000)
         assert all(e["source"]["window_stop"] <= reached for _e, e in decoded_events(config))
 
-        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-        raise_limit = ConfigResource(
-            ResourceType.TOPIC,
-            dlq,
-            incremental_configs=[
-                ConfigEntry(
-                    "max.message.bytes",
-                    str(8 * 1024 * 1024),
-                    incremental_operation=AlterConfigOpType.SET,
-                )
-            ],
-        )
-        for future in admin.incremental_alter_configs([raise_limit]).values():
-            future.result(30)
+        set_max_message_bytes(kafka_bootstrap, dlq, 8 * 1024 * 1024)
 
         second = PublisherProcess(path, tmp_path / "second.log").start()
         try:
@@ -150,5 +160,68 @@ def test_a_dead_letter_its_topic_cannot_take_stops_the_stream_until_the_topic_is
             sim, config, start_from, marks["retailer/Customers"], huge
         )
         report("dead-letter topic too small", rows=rows, dead_letters=len(letters))
+    finally:
+        sim.server.stop()
+
+
+def test_a_topic_limit_lowered_while_publishing_is_read_again_and_nothing_stalls(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Live rows, some with 100,000 random characters. While the topic takes 1 MB they are
+    # published; once an operator lowers it to 64 KB the broker refuses them, which aborts the
+    # transaction. Without reading the limits again every replay would abort the same way.
+    huge = 100_000
+    start_from = minutes_ago(30)
+    sim = start_simulator(
+        SimulatorSettings(
+            seed=43,
+            default_rows=600,
+            history_start=start_from,
+            live=True,
+            rate=20.0,
+            bad_row_rate=0.03,
+            bad_row_kinds=("huge_string",),
+            huge_string_chars=huge,
+        )
+    )
+    try:
+        path, config = config_for(kafka_bootstrap, sim.url, tmp_path, "lowered", start_from)
+        topic = config.topic_for("retailer", "Customers")
+        proc = PublisherProcess(path, tmp_path / "publisher.log").start()
+        try:
+            wait_for_watermarks(config, datetime.now(UTC), timeout=90)
+            set_max_message_bytes(kafka_bootstrap, topic, 64_000)
+            time.sleep(20)  # about 12 huge rows arrive meanwhile
+            end = sim.clock.freeze()
+            marks = wait_for_watermarks(config, end, timeout=120)
+            assert proc.terminate() == 0, proc.log()[-3000:]
+        finally:
+            if proc.alive():
+                proc.kill9()
+        log = proc.log()
+        assert (
+            f"topic limits changed: events of {topic} up to 62,976 bytes "
+            "(were up to 1,000,000); producer batch.size 62,976"
+        ) in log
+        # Every row version once: an event, or (a huge one, after the change) a dead letter.
+        truth = sim.truth("Customers", start_from, marks["retailer/Customers"])
+        letters = dead_letters(config)
+        assert letters, "no huge row arrived after the limit was lowered"
+        assert {d["reason"] for d in letters} == {"too_large"}
+        assert all(f"max.message.bytes of topic {topic} (64,000)" in d["detail"] for d in letters)
+        dead_rows = [orjson.loads(d["row"]) for d in letters]
+        assert all(any(len(str(v)) == huge for v in row.values()) for row in dead_rows)
+        seen = published_thumbprints(config) + Counter(r["RowThumbprint"] for r in dead_rows)
+        assert seen == Counter(r["RowThumbprint"] for r in truth)
+        published_huge = sum(
+            1 for r in truth if any(len(str(v)) == huge for v in r.values())
+        ) - len(letters)
+        assert published_huge > 0, "no huge row was published before the change"
+        report(
+            "topic limit lowered while publishing",
+            rows=len(truth),
+            huge_published=published_huge,
+            dead_letters=len(letters),
+        )
     finally:
         sim.server.stop()

@@ -79,3 +79,40 @@ def test_a_commit_that_waits_on_kafka_makes_the_sink_unready() -> None:
         producers[0].release.set()
         committing.join(10)
     assert sink.health() == (True, "commit_transaction succeeded")
+
+
+class ConfProducer:
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.conf = conf
+        self.calls: list[str] = []
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append("init_transactions")
+
+    def purge(self) -> None:
+        self.calls.append("purge")
+
+
+def test_a_new_batch_size_is_a_new_producer_that_takes_over_the_transactional_id() -> None:
+    producers: list[ConfProducer] = []
+
+    def factory(conf: dict[str, Any]) -> Any:
+        producers.append(ConfProducer(conf))
+        return producers[-1]
+
+    sink = TransactionalSink(
+        {"transactional.id": "t", "linger.ms": 100, "batch.size": 50_000},
+        unavailable_deadline=1,
+        producer_factory=factory,
+    )
+    sink.init()
+    sink.use_batch_size(20_000)
+    sink.use_batch_size(None)
+    first, smaller, default = producers
+    assert first.calls == ["init_transactions", "purge"]
+    assert smaller.calls == ["init_transactions", "purge"]
+    assert default.calls == ["init_transactions"]
+    assert smaller.conf["batch.size"] == 20_000
+    assert "batch.size" not in default.conf
+    for p in producers:
+        assert (p.conf["transactional.id"], p.conf["linger.ms"]) == ("t", 100)

@@ -17,10 +17,12 @@ from publisher.limits import (
     LARGE_MESSAGE_BYTES,
     LIBRDKAFKA_BATCH_SIZE,
     Limits,
+    changes,
     plan_limits,
 )
 from publisher.prepare import prepare
-from publisher.runner import apply_limits, producer_conf
+from publisher.runner import producer_conf
+from publisher.service import apply_limits
 from publisher.windows import Window
 from tests.unit.test_service import T0, FakeDataConnect, customer, make_config, new_streams
 
@@ -83,6 +85,23 @@ def test_a_small_entity_topic_lowers_its_records_and_the_batches() -> None:
         f"s.Activities: rows whose record is over {room:,} bytes go to the dead-letter topic "
         "as too_large (max.message.bytes of topic s.Activities is 100,000), below "
         "publisher.max_record_bytes = 1,000,000"
+    )
+
+
+def test_changes_say_what_limits_read_again_keep_differently() -> None:
+    before = plan(as_created())
+    assert changes(before, plan(as_created())) == []
+    lowered = plan(as_created(**{"s.Activities": 100_000}, dlq=KAFKA_DEFAULT))
+    room = 100_000 - BATCH_FRAMING_BYTES
+    assert changes(before, lowered) == [
+        f"events of s.Activities up to {room:,} bytes (were up to 1,000,000)",
+        f"dead letters up to {KAFKA_DEFAULT - BATCH_FRAMING_BYTES:,} bytes "
+        f"(were up to {LARGE_MESSAGE_BYTES - BATCH_FRAMING_BYTES:,})",
+        f"producer batch.size {room:,} (was librdkafka's default)",
+    ]
+    # Raised back: the same phrases the other way round.
+    assert changes(lowered, before)[-1] == (
+        f"producer batch.size librdkafka's default (was {room:,})"
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from publisher.checkpoint import Checkpoint
 from publisher.config import parse_config
 from publisher.kafka import TransactionAborted
-from publisher.limits import Limits
+from publisher.limits import BATCH_FRAMING_BYTES, LARGE_MESSAGE_BYTES, Limits, plan_limits
 from publisher.metrics import PublisherMetrics
 from publisher.runner import build_streams
 from publisher.service import Publisher
@@ -75,7 +78,8 @@ class FakeDataConnect:
 
 
 class FakeSink:
-    """Records transactions; ``fail_commits`` makes the next N commits abort."""
+    """Records transactions; ``fail_commits`` makes the next N commits abort, and so does a
+    record over its topic's bytes in ``refuse_over`` (as a broker refuses one)."""
 
     def __init__(self) -> None:
         self.committed: list[list[tuple[str, bytes | None, bytes | None]]] = []
@@ -83,6 +87,8 @@ class FakeSink:
         self.headers: list[dict[str, bytes]] = []
         self._all: list[tuple[str, bytes | None, bytes | None]] = []
         self.fail_commits = 0
+        self.refuse_over: dict[str, int] = {}
+        self.batch_sizes: list[int | None] = []  # use_batch_size calls
         self.aborts = 0
         self.healthy = True
         self.health_detail = "fake"
@@ -106,13 +112,22 @@ class FakeSink:
 
     def commit(self) -> None:
         assert self.open is not None
-        if self.fail_commits:
-            self.fail_commits -= 1
+        refused = [
+            topic
+            for topic, key, value in self.open
+            if len(key or b"") + len(value or b"") > self.refuse_over.get(topic, 1 << 62)
+        ]
+        if self.fail_commits or refused:
+            self.fail_commits = max(0, self.fail_commits - 1)
             self.open = None
             self.aborts += 1
-            raise TransactionAborted("injected")
+            raise TransactionAborted(f"injected (refused: {refused})")
         self.committed.append(self.open)
         self.open = None
+
+    def use_batch_size(self, size: int | None) -> None:
+        assert self.open is None
+        self.batch_sizes.append(size)
 
     def records_with_headers(self) -> list[tuple[str, bytes | None, bytes | None]]:
         """Every produced record in produce order, aborted ones included (like ``headers``)."""
@@ -178,6 +193,8 @@ def run_streams(
     decoder: Any = None,
     *,
     limits: Limits | None = None,
+    reread_limits: Callable[[], Limits | None] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Publisher:
     """Run the loop on a thread until every running stream's watermark reaches NOW."""
     publisher = Publisher(
@@ -188,6 +205,8 @@ def run_streams(
         clock=lambda: NOW,
         decoder=decoder,
         limits=limits,
+        reread_limits=reread_limits,
+        monotonic=monotonic,
     )
 
     def stop_when_caught_up(_streams: Any) -> None:
@@ -440,6 +459,80 @@ def test_a_checkpoint_larger_than_its_topic_takes_stops_its_stream(
         [quiet[0]["RowThumbprint"]]
     )
     assert "its state cannot be recorded" in caplog.text
+
+
+def limits_with(config: Any, entity_topic_bytes: int) -> Limits:
+    """The limits start-up plans when the Customers topic takes ``entity_topic_bytes``."""
+    return plan_limits(
+        entity_topics=["dataconnect.s1.Customers"],
+        dead_letter_topic=config.publisher.dead_letter_topic,
+        checkpoint_topic=config.publisher.checkpoint_topic,
+        topic_limits={"dataconnect.s1.Customers": entity_topic_bytes},
+        max_record_bytes=config.publisher.max_record_bytes,
+        producer_max_bytes=LARGE_MESSAGE_BYTES,
+        batch_size_set=False,
+    )
+
+
+def test_after_an_abort_a_topic_limit_lowered_meanwhile_is_read_and_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An operator lowered the topic's max.message.bytes while the publisher ran: the broker
+    # refuses the big row's record, and every replay carrying it would abort the same way.
+    # After the abort the limits are read again: the replay dead-letters the row instead,
+    # and the producer's batches shrink to what the topic takes.
+    good = spread_rows(30)
+    big = customer(100, "44444444-4444-4444-4444-444444444444", Notes="n" * 5000)
+    config = make_config()
+    streams, metrics = new_streams(config, FakeDataConnect([*good, big]))
+    sink = FakeSink()
+    sink.refuse_over["dataconnect.s1.Customers"] = 4000 - BATCH_FRAMING_BYTES
+    reads: list[Limits] = []
+
+    def reread() -> Limits:
+        reads.append(limits_with(config, 4000))
+        return reads[-1]
+
+    as_created = limits_with(config, 1_048_588)  # the broker's default
+    publisher = run_streams(config, streams, sink, metrics, limits=as_created, reread_limits=reread)
+    room = 4000 - BATCH_FRAMING_BYTES
+    assert len(reads) == 1
+    assert sink.aborts == 1
+    assert sink.batch_sizes == [room]
+    assert publisher.limits is reads[0]
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in good)
+    (dead,) = [orjson.loads(v or b"") for _t, _k, v in sink.records("dataconnect.deadletter")]
+    assert dead["reason"] == "too_large"
+    assert f"over {room:,}: max.message.bytes of topic dataconnect.s1.Customers" in dead["detail"]
+    assert orjson.loads(dead["row"]) == big
+    assert (
+        "topic limits changed: events of dataconnect.s1.Customers up to 2,976 bytes "
+        "(were up to 1,000,000); producer batch.size 2,976 (was librdkafka's default)"
+    ) in caplog.text
+    assert "rows whose record is over 2,976 bytes go to the dead-letter topic" in caplog.text
+
+
+def test_limits_are_read_again_at_most_every_30_seconds_and_kept_when_unknown() -> None:
+    rows = spread_rows(30)
+    config = make_config()
+    streams, metrics = new_streams(config, FakeDataConnect(rows))
+    sink = FakeSink()
+    sink.fail_commits = 3  # aborts for another reason (a broker restart, say)
+    reads = 0
+
+    def reread() -> None:  # a cluster that will not describe its topics
+        nonlocal reads
+        reads += 1
+
+    ticks = itertools.count()
+    publisher = run_streams(
+        config, streams, sink, metrics, reread_limits=reread, monotonic=lambda: next(ticks) / 1000
+    )
+    assert sink.aborts == 3
+    assert reads == 1  # three aborts within a second: one read
+    assert publisher.limits == Limits()
+    assert sink.batch_sizes == []
+    assert published_thumbprints(sink, config) == Counter(r["RowThumbprint"] for r in rows)
 
 
 @pytest.mark.parametrize("status", [403, 404])
