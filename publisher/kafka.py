@@ -129,11 +129,16 @@ def ensure_topics(
 
 
 def topic_message_limits(
-    admin_conf: Mapping[str, Any], topics: Sequence[str], *, deadline: float = 30.0
+    admin_conf: Mapping[str, Any],
+    topics: Sequence[str],
+    *,
+    deadline: float = 30.0,
+    otherwise: str = "records are kept within the producer's message.max.bytes only",
 ) -> dict[str, int] | None:
     """Each topic's ``max.message.bytes`` (its own, or the broker's default), for
-    :mod:`publisher.limits`. None, after a warning, when the cluster will not say (no
-    DescribeConfigs permission, say): then the producer's own limit is all that is known."""
+    :mod:`publisher.limits`. None, after a warning ending with ``otherwise`` (what the
+    caller does instead), when the cluster will not say (no DescribeConfigs permission, say):
+    then the producer's own limit is all that is known."""
     conf: dict[str, Any] = {"logger": LIBRDKAFKA_LOG, **admin_conf}
     admin = AdminClient(conf)
     until = time.monotonic() + deadline
@@ -153,14 +158,10 @@ def topic_message_limits(
             if classify(err) is Outcome.RETRY and time.monotonic() < until:
                 time.sleep(0.5)
                 continue
-            log.warning(
-                "cannot read the topics' max.message.bytes (%s): records are kept within "
-                "the producer's message.max.bytes only",
-                err.str(),
-            )
+            log.warning("cannot read the topics' max.message.bytes (%s): %s", err.str(), otherwise)
             return None
         except (KeyError, ValueError) as exc:  # a cluster that describes topics oddly
-            log.warning("cannot read the topics' max.message.bytes (%r)", exc)
+            log.warning("cannot read the topics' max.message.bytes (%r): %s", exc, otherwise)
             return None
 
 

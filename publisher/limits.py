@@ -13,7 +13,7 @@ each topic's limit at start-up and keeps every record within it:
 
 An operator may also change a topic's limit while the publisher runs. A record the broker
 refuses aborts its transaction, so after an abort the publisher reads the limits again (see
-:meth:`publisher.service.Publisher`) and, when they changed, keeps the replay within them.
+:class:`publisher.service.Publisher`) and, when they changed, keeps the replay within them.
 
 Sizes are counted before compression (key, value, header names and values), as Kafka's
 Java producer counts ``max.request.size``: a record within its limit uncompressed fits

@@ -206,19 +206,20 @@ def read_limits(config: Config, streams: Sequence[Stream]) -> Limits:
 
 def reread_limits(config: Config, streams: Sequence[Stream]) -> Limits | None:
     """The limits read again while publishing (after an aborted transaction); None when the
-    cluster will not say (then the limits in force stay). Briefly: the loop waits for it."""
-    topic_limits = _topic_limits(config, streams, deadline=10.0)
+    cluster will not say (then the limits in force stay). The loop waits for it, 10 s at
+    most."""
+    topic_limits = _topic_limits(
+        config, streams, deadline=10.0, otherwise="the limits in force stay"
+    )
     return None if topic_limits is None else _plan_limits(config, streams, topic_limits)
 
 
-def _topic_limits(
-    config: Config, streams: Sequence[Stream], *, deadline: float
-) -> dict[str, int] | None:
+def _topic_limits(config: Config, streams: Sequence[Stream], **read: Any) -> dict[str, int] | None:
     p = config.publisher
     return topic_message_limits(
         {"bootstrap.servers": config.kafka.bootstrap_servers},
         [*sorted({s.topic for s in streams}), p.dead_letter_topic, p.checkpoint_topic],
-        deadline=deadline,
+        **read,
     )
 
 
