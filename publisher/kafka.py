@@ -83,13 +83,37 @@ class TransactionAborted(PublisherError):
     """The open transaction had to be aborted; replay from the last committed checkpoint."""
 
 
-def _fatal(err: KafkaError, transactional_id: str) -> PublisherError:
-    if classify(err) is Outcome.FENCED:
-        return ProducerFenced(
-            f"fenced: another publisher instance started with transactional.id "
-            f"{transactional_id!r}; this instance stops so that only one publishes ({err.str()})"
+def _fatal(
+    err: KafkaError,
+    transactional_id: str,
+    *,
+    open_seconds: float | None = None,
+    timeout_seconds: float = 60.0,
+) -> PublisherError:
+    """The error that stops the process. ``open_seconds``: how long the transaction had been
+    open when ``err`` came (None: no transaction was open)."""
+    if classify(err) is not Outcome.FENCED:
+        return KafkaFatal(
+            f"Kafka fatal error for transactional.id {transactional_id!r}: {err.str()}"
         )
-    return KafkaFatal(f"Kafka fatal error for transactional.id {transactional_id!r}: {err.str()}")
+    if open_seconds is not None and open_seconds > timeout_seconds:
+        # The broker aborts a transaction open longer than transaction.timeout.ms, and bumps
+        # the producer's epoch to do so: the producer is then fenced as if another instance
+        # had started. Which of the two it was cannot be told from here, and only a restart
+        # (checkpoints read back from Kafka) is safe after either: stop, saying both.
+        return ProducerFenced(
+            f"fenced: transactional.id {transactional_id!r} was fenced while its transaction "
+            f"had been open for {open_seconds:.0f}s, longer than transaction.timeout.ms "
+            f"({timeout_seconds:.0f}s). The broker aborts such a transaction (Kafka was "
+            "unreachable meanwhile, most likely), or another publisher instance started with "
+            "this id. This instance stops; a restart resumes from the last committed "
+            "checkpoint. To ride out longer Kafka outages, raise "
+            f"kafka.transaction_timeout_seconds ({err.str()})"
+        )
+    return ProducerFenced(
+        f"fenced: another publisher instance started with transactional.id "
+        f"{transactional_id!r}; this instance stops so that only one publishes ({err.str()})"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +256,7 @@ class TransactionalSink:
         self._monotonic = monotonic
         self._sleep = sleep
         self._open = False
+        self._began = 0.0  # monotonic time the open transaction began
         self._dead: PublisherError | None = None
         self._unserved = 0  # records produced since delivery reports were last served
         #: False while Kafka calls are failing with retriable errors (for /readyz).
@@ -249,6 +274,7 @@ class TransactionalSink:
     def begin(self) -> None:
         self._call("begin_transaction", lambda _timeout: self._producer.begin_transaction())
         self._open = True
+        self._began = self._monotonic()
 
     def produce(
         self,
@@ -418,7 +444,12 @@ class TransactionalSink:
                 self._error_seen = _kafka_error(exc)
         if err.code() == KafkaError._FATAL and self._error_seen is not None:
             err = self._error_seen
-        self._dead = _fatal(err, self.transactional_id)
+        self._dead = _fatal(
+            err,
+            self.transactional_id,
+            open_seconds=self._monotonic() - self._began if self._open else None,
+            timeout_seconds=self._txn_timeout_s,
+        )
         self._open = False
         return self._dead
 

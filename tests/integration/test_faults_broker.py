@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,7 @@ from tests.kafka_helpers import random_name
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
 EXIT_FATAL = 1
+EXIT_FENCED = 3
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,8 @@ def test_broker_outage_publisher_waits_retries_and_resumes(
     broker: LocalKafka, live_sim: RunningSimulator, tmp_path: Path
 ) -> None:
     start_from = minutes_ago(60)
+    outages = soak(1, 4)
+    outage_seconds = soak(15, 60)
     config_path = write_config(
         tmp_path / "publisher.toml",
         bootstrap=broker.bootstrap,
@@ -108,15 +112,18 @@ def test_broker_outage_publisher_waits_retries_and_resumes(
         start_from=start_from,
         entities=["Customers", "Discussions", "FollowUps"],
         windows={"initial_window_seconds": 300, "target_rows": 100},
-        # Longer than any outage below: the publisher must wait, not give up.
-        kafka={"unavailable_deadline_seconds": 600},
+        # Both longer than any outage below: the publisher must wait, not give up. (A broker
+        # back after more than the transaction timeout aborts the open transaction and
+        # fences the producer: see the next test.)
+        kafka={
+            "unavailable_deadline_seconds": 600,
+            "transaction_timeout_seconds": outage_seconds + 60,
+        },
     )
     config = load(config_path)
     proc = PublisherProcess(config_path, tmp_path / "publisher.log").start()
     try:
         health = proc.health_url()
-        outages = soak(1, 4)
-        outage_seconds = soak(15, 60)
         for i in range(outages):
             wait_for_watermarks(config, minutes_ago(0), timeout=90)  # publishing before
             # CI: SIGKILL. Soak: alternately a graceful stop and a SIGKILL.
@@ -147,6 +154,63 @@ def test_broker_outage_publisher_waits_retries_and_resumes(
     finally:
         if proc.alive():
             proc.kill9()
+
+
+def test_an_outage_longer_than_the_transaction_timeout_loses_nothing_across_a_restart(
+    broker: LocalKafka, tmp_path: Path
+) -> None:
+    # Back after more than transaction.timeout.ms, the broker aborts the transaction that was
+    # open when it went away, and fences the producer to do so. The publisher then either
+    # finds itself fenced (it exits 3 saying the transaction outlived its timeout, and a
+    # restart resumes) or, when the broker aborted it before the publisher asked, starts a
+    # new producer and goes on. Either way, every row once. A catch-up keeps a transaction
+    # open nearly all the time, so the broker goes away in the middle of one.
+    start_from = minutes_ago(60)
+    timeout = 10
+    sim = start_simulator(SimulatorSettings(seed=17, default_rows=60_000, history_start=start_from))
+    try:
+        config_path = write_config(
+            tmp_path / "publisher.toml",
+            bootstrap=broker.bootstrap,
+            simulator_url=sim.url,
+            prefix=random_name("txntimeout"),
+            start_from=start_from,
+            entities=["Customers", "Discussions"],
+            windows={"initial_window_seconds": 30, "max_window_seconds": 30},
+            kafka={"unavailable_deadline_seconds": 600, "transaction_timeout_seconds": timeout},
+        )
+        config = load(config_path)
+        end = sim.clock.freeze()
+        proc = PublisherProcess(config_path, tmp_path / "first.log").start()
+        try:
+            wait_for_watermarks(config, start_from + timedelta(minutes=1), timeout=90)
+            broker.kill()
+            time.sleep(3 * timeout)
+            broker.restart()
+            outcome = "went on"
+            try:
+                code = proc.wait(45)
+            except subprocess.TimeoutExpired:
+                pass
+            else:
+                outcome = "exited 3, restarted"
+                assert code == EXIT_FENCED, proc.log()[-3000:]
+                assert re.search(
+                    r"was fenced while its transaction had been open for \d+s, longer than "
+                    rf"transaction.timeout.ms \({timeout}s\)",
+                    proc.log(),
+                ), proc.log()[-3000:]
+                assert "a restart resumes from the last committed checkpoint" in proc.log()
+                proc = PublisherProcess(config_path, tmp_path / "second.log").start()
+            marks = wait_for_watermarks(config, end, timeout=180)
+            assert proc.terminate() == 0, proc.log()[-3000:]
+        finally:
+            if proc.alive():
+                proc.kill9()
+        events = assert_matches_truth(sim, config, start_from, marks)
+        report("outage beyond the transaction timeout", outcome=outcome, rows=len(events))
+    finally:
+        sim.server.stop()
 
 
 def test_broker_that_never_returns_unready_then_exit_1(

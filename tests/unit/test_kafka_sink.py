@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from publisher.errors import ProducerFenced
 from publisher.kafka import SERVE_EVERY, SLOW_CALL_SECONDS, TransactionalSink
 
 
@@ -116,3 +120,57 @@ def test_a_new_batch_size_is_a_new_producer_that_takes_over_the_transactional_id
     assert "batch.size" not in default.conf
     for p in producers:
         assert (p.conf["transactional.id"], p.conf["linger.ms"]) == ("t", 100)
+
+
+class FencedProducer:
+    """Every record delivered; ending the transaction finds the producer fenced."""
+
+    def __init__(self, _conf: dict[str, Any]) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def commit_transaction(self, timeout: float) -> None:
+        raise KafkaException(
+            KafkaError(
+                KafkaError._FENCED,
+                "Failed to end transaction: Local: This instance has been fenced by a newer "
+                "instance",
+                fatal=True,
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("open_seconds", "says"),
+    [
+        (5.0, "fenced: another publisher instance started with transactional.id 't'"),
+        (
+            75.0,
+            "fenced: transactional.id 't' was fenced while its transaction had been open for "
+            "75s, longer than transaction.timeout.ms (60s). The broker aborts such a "
+            "transaction",
+        ),
+    ],
+)
+def test_a_fenced_transaction_that_outlived_its_timeout_says_the_broker_may_have_aborted_it(
+    open_seconds: float, says: str
+) -> None:
+    # A broker away for longer than transaction.timeout.ms aborts the transaction when it
+    # comes back, and fences the producer to do so: not necessarily another instance.
+    now = [100.0]
+    sink = TransactionalSink(
+        {"transactional.id": "t", "transaction.timeout.ms": 60_000},
+        unavailable_deadline=600,
+        producer_factory=FencedProducer,
+        monotonic=lambda: now[0],
+    )
+    sink.begin()
+    now[0] += open_seconds
+    with pytest.raises(ProducerFenced) as caught:
+        sink.commit()
+    assert str(caught.value).startswith(says)
