@@ -87,8 +87,8 @@ def _fatal(
     err: KafkaError,
     transactional_id: str,
     *,
-    open_seconds: float | None = None,
-    timeout_seconds: float = 60.0,
+    open_seconds: float | None,
+    timeout_seconds: float,
 ) -> PublisherError:
     """The error that stops the process. ``open_seconds``: how long the transaction had been
     open when ``err`` came (None: no transaction was open)."""
@@ -156,8 +156,8 @@ def topic_message_limits(
     admin_conf: Mapping[str, Any],
     topics: Sequence[str],
     *,
-    deadline: float = 30.0,
-    otherwise: str = "records are kept within the producer's message.max.bytes only",
+    deadline: float,
+    otherwise: str,
 ) -> dict[str, int] | None:
     """Each topic's ``max.message.bytes`` (its own, or the broker's default), for
     :mod:`publisher.limits`. None, after a warning ending with ``otherwise`` (what the

@@ -196,7 +196,13 @@ def read_limits(config: Config, streams: Sequence[Stream]) -> Limits:
     """The record limits of this shard's topics (:mod:`publisher.limits`), read from the
     cluster at start-up; what will be dead-lettered or stop a stream sooner than expected is
     logged."""
-    limits = _plan_limits(config, streams, _topic_limits(config, streams, deadline=30.0))
+    topic_limits = _topic_limits(
+        config,
+        streams,
+        deadline=30.0,
+        otherwise="records are kept within the producer's message.max.bytes only",
+    )
+    limits = _plan_limits(config, streams, topic_limits)
     for warning in limits.warnings:
         log.warning("%s", warning)
     if limits.batch_bytes is not None:
@@ -214,12 +220,15 @@ def reread_limits(config: Config, streams: Sequence[Stream]) -> Limits | None:
     return None if topic_limits is None else _plan_limits(config, streams, topic_limits)
 
 
-def _topic_limits(config: Config, streams: Sequence[Stream], **read: Any) -> dict[str, int] | None:
+def _topic_limits(
+    config: Config, streams: Sequence[Stream], *, deadline: float, otherwise: str
+) -> dict[str, int] | None:
     p = config.publisher
     return topic_message_limits(
         {"bootstrap.servers": config.kafka.bootstrap_servers},
         [*sorted({s.topic for s in streams}), p.dead_letter_topic, p.checkpoint_topic],
-        **read,
+        deadline=deadline,
+        otherwise=otherwise,
     )
 
 

@@ -110,10 +110,11 @@ def start_simulator(settings: SimulatorSettings) -> RunningSimulator:
 
 
 def huge_row_simulator(
-    *, seed: int, rows: int, start: datetime, chars: int, rate: float
+    *, seed: int, rows: int, start: datetime, chars: int, rate: float, live_rate: float = 0.0
 ) -> RunningSimulator:
     """A simulator whose bad rows (``rate`` of them) each carry a string of ``chars`` random
-    base64 characters: records that no compression shrinks below their size."""
+    base64 characters: records that no compression shrinks below their size. ``live_rate``:
+    new row versions per second after the history (none when 0)."""
     return start_simulator(
         SimulatorSettings(
             seed=seed,
@@ -122,6 +123,7 @@ def huge_row_simulator(
             bad_row_rate=rate,
             bad_row_kinds=("huge_string",),
             huge_string_chars=chars,
+            **({"live": True, "rate": live_rate} if live_rate else {}),
         )
     )
 

@@ -204,5 +204,5 @@ def test_a_cluster_that_will_not_describe_its_topics_leaves_the_producers_limit(
             return out
 
     monkeypatch.setattr(kafka, "AdminClient", Denied)
-    assert kafka.topic_message_limits({}, ["a", "b"], deadline=1) is None
+    assert kafka.topic_message_limits({}, ["a", "b"], deadline=1, otherwise="...") is None
     assert "cannot read the topics' max.message.bytes" in caplog.text
